@@ -1,0 +1,28 @@
+# The README's two commands. Both create .venv when it is missing and install the pinned
+# requirements (torch's CPU wheel comes from the local disk; see requirements.txt).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export RAY_AUTH_MODE := token
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test setup lint clean-runs
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) jobs/run_pipeline.py --config jobs/configs/demo.yaml --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipeline jobs tests

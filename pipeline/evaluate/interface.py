@@ -1,0 +1,57 @@
+"""The evaluator interface that search and generation see.
+
+An evaluator maps architectures to named objectives (``top1``, ``params_m``, ``macs_m``,
+``latency_ms@<profile>``, ...). Objectives it can compute exactly and cheaply (params, MACs,
+a table's costs) are offered by ``cheap_metrics`` and never count as a true evaluation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline.space.base import Architecture, SearchSpace
+
+Direction = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named objective and whether it is minimised or maximised."""
+
+    name: str
+    direction: Direction
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("min", "max"):
+            raise ValueError(f"objective {self.name!r}: direction must be 'min' or 'max'")
+
+
+@dataclass
+class EvaluationResult:
+    """One architecture's measured metrics, or the reason it failed."""
+
+    arch: Architecture
+    arch_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: Literal["ok", "failed"] = "ok"
+    error: str = ""
+
+
+class Evaluator(ABC):
+    """Truly evaluates architectures of ``space``; counts every true evaluation."""
+
+    space: SearchSpace
+    evaluations: int = 0
+    #: names of metrics that ``cheap_metrics`` computes exactly without a true evaluation
+    cheap_metric_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def evaluate(self, archs: Sequence[Architecture]) -> list[EvaluationResult]:
+        """Truly evaluate ``archs``; one result per architecture, in order."""
+
+    def cheap_metrics(self, arch: Architecture) -> dict[str, float]:
+        """Exact cheap metrics of ``arch`` (subset of ``cheap_metric_names``); not counted."""
+        return {}
