@@ -1,0 +1,129 @@
+"""The archive's state and persistence, independent of Ray.
+
+``ArchiveStore`` holds one row per truly evaluated architecture of a run, keyed by
+``(run_id, arch_id)``: upserting a row with a known key replaces it, so a retried evaluation never
+duplicates a row. After every accepted batch it recomputes ``rank`` / ``is_pareto`` (pymoo
+non-dominated sorting on the configured objectives) and rewrites ``archive.parquet`` atomically;
+on construction it reloads that file, which is how a restarted archive actor recovers.
+``ArchiveActor`` (``pipeline.search.archive``) wraps this class as a named Ray actor; benchmark
+runs use it in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.evaluate.interface import Objective
+from pipeline.search.pareto import nondominated_ranks, to_minimization
+from pipeline.search.records import (
+    objectives_metadata,
+    order_columns,
+    read_metadata,
+    read_parquet,
+    utc_now,
+    write_parquet_atomic,
+)
+
+ARCHIVE_FILE = "archive.parquet"
+FRONT_FILE = "front.parquet"
+FRONTS_DIR = "fronts"
+
+
+class ArchiveStore:
+    """Rows of one run, persisted to ``run_dir/archive.parquet`` after every accepted batch."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        run_id: str,
+        space: str,
+        objectives: Sequence[Objective],
+        config: dict[str, Any] | None = None,
+    ):
+        self.run_dir = Path(run_dir)
+        self.run_id = run_id
+        self.space = space
+        self.objectives = list(objectives)
+        self.config = config or {}
+        self._rows: dict[str, dict[str, Any]] = {}
+        path = self.run_dir / ARCHIVE_FILE
+        if path.exists():
+            for row in read_parquet(path).to_dict("records"):
+                if row.get("run_id") == run_id:
+                    self._rows[row["arch_id"]] = row
+
+    # -- queries -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def has(self, arch_id: str) -> bool:
+        return arch_id in self._rows
+
+    def arch_ids(self) -> list[str]:
+        return list(self._rows)
+
+    def frame(self) -> pd.DataFrame:
+        """All rows as a DataFrame in schema column order, with ranks."""
+        if not self._rows:
+            return pd.DataFrame(columns=["run_id", "arch_id", "arch", "space", "iteration", "source", "status"])
+        frame = pd.DataFrame.from_records(list(self._rows.values()))
+        return order_columns(self._with_ranks(frame))
+
+    def metadata(self) -> dict[str, Any]:
+        """What goes into every file's schema metadata."""
+        return {
+            "run_id": self.run_id,
+            "space": self.space,
+            "objectives": objectives_metadata(self.objectives),
+            "config": self.config,
+        }
+
+    # -- updates -----------------------------------------------------------------------------
+    def upsert(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace rows by ``arch_id``; persist; return how many ids were new."""
+        new = 0
+        for row in rows:
+            row = dict(row)
+            row["run_id"] = self.run_id
+            row.setdefault("space", self.space)
+            row.setdefault("status", "ok")
+            row.setdefault("error", "")
+            row.setdefault("evaluated_at", utc_now())
+            new += row["arch_id"] not in self._rows
+            self._rows[row["arch_id"]] = row
+        self.persist()
+        return new
+
+    def persist(self) -> Path:
+        return write_parquet_atomic(self.frame(), self.run_dir / ARCHIVE_FILE, self.metadata())
+
+    def write_front(self, iteration: int) -> Path:
+        """Write the current non-dominated rows to ``fronts/iter_NNN.parquet`` and ``front.parquet``."""
+        frame = self.frame()
+        front = frame[frame["is_pareto"]] if "is_pareto" in frame else frame.iloc[0:0]
+        front = front.assign(front_iteration=int(iteration))
+        write_parquet_atomic(front, self.run_dir / FRONTS_DIR / f"iter_{iteration:03d}.parquet", self.metadata())
+        return write_parquet_atomic(front, self.run_dir / FRONT_FILE, self.metadata())
+
+    # -- internals ---------------------------------------------------------------------------
+    def _with_ranks(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Add ``rank`` (-1 when not rankable: failed or missing objectives) and ``is_pareto``."""
+        names = [o.name for o in self.objectives]
+        rank = np.full(len(frame), -1, dtype=np.int64)
+        if all(name in frame.columns for name in names):
+            values = frame[names].to_numpy(dtype=float, na_value=np.nan)
+            usable = (frame["status"].to_numpy() == "ok") & np.isfinite(values).all(axis=1)
+            if usable.any():
+                rank[usable] = nondominated_ranks(to_minimization(values[usable], self.objectives))
+        return frame.assign(rank=rank, is_pareto=rank == 0)
+
+
+def load_archive_frame(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read ``run_dir/archive.parquet`` and its metadata."""
+    path = Path(run_dir) / ARCHIVE_FILE
+    return read_parquet(path), read_metadata(path)

@@ -1,0 +1,124 @@
+"""The Parquet result schema and atomic Parquet I/O.
+
+One row per evaluated architecture, flat columns that pandas can plot directly:
+``run_id, arch_id, arch, space, iteration, source, top1, params_m, macs_m, latency_ms@<profile>...,
+predicted_top1, is_pareto, rank, status, error, evaluated_at`` (plus any genes or extra metrics).
+The file's schema metadata carries the run's config and the objective directions under the key
+``pipeline`` (JSON). Files are written to a temporary name in the same folder, flushed, then
+moved into place with ``os.replace``, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import ResultsError
+from pipeline.evaluate.interface import EvaluationResult, Objective
+
+METADATA_KEY = b"pipeline"
+SOURCES = ("init", "search", "generator", "finetune")
+LEADING_COLUMNS: tuple[str, ...] = (
+    "run_id", "arch_id", "arch", "space", "iteration", "source", "top1", "params_m", "macs_m",
+)
+TRAILING_COLUMNS: tuple[str, ...] = (
+    "predicted_top1", "is_pareto", "rank", "status", "error", "evaluated_at",
+)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp used for ``evaluated_at``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def result_row(
+    result: EvaluationResult,
+    *,
+    run_id: str,
+    space: str,
+    arch_text: str,
+    iteration: int,
+    source: str,
+    predicted_top1: float | None = None,
+) -> dict[str, Any]:
+    """A result as a flat row of the schema (metrics become columns)."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "arch_id": result.arch_id,
+        "arch": arch_text,
+        "space": space,
+        "iteration": int(iteration),
+        "source": source,
+        "predicted_top1": predicted_top1,
+        "status": result.status,
+        "error": result.error,
+        "evaluated_at": utc_now(),
+    }
+    row.update({name: float(value) for name, value in result.metrics.items()})
+    return row
+
+
+def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Schema column order: leading columns, metrics and genes, then trailing columns."""
+    leading = [c for c in LEADING_COLUMNS if c in frame.columns]
+    trailing = [c for c in TRAILING_COLUMNS if c in frame.columns]
+    middle = sorted(c for c in frame.columns if c not in leading and c not in trailing)
+    return frame[leading + middle + trailing]
+
+
+def objectives_metadata(objectives: Sequence[Objective]) -> list[dict[str, str]]:
+    """Objective names and directions as stored in the file metadata."""
+    return [{"name": o.name, "direction": o.direction} for o in objectives]
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``frame`` to ``path`` atomically, with ``metadata`` as JSON in the schema metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    merged = dict(table.schema.metadata or {})
+    merged[METADATA_KEY] = json.dumps(metadata or {}, sort_keys=True, default=str).encode()
+    table = table.replace_schema_metadata(merged)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """Read a result file; a missing or corrupt file is one clear ``ResultsError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"result file {path} does not exist")
+    try:
+        return pq.read_table(path).to_pandas()
+    except Exception as exc:  # pyarrow raises several error types for corrupt files
+        raise ResultsError(f"result file {path} is corrupt or not Parquet ({type(exc).__name__})") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``pipeline`` metadata (config, objectives) stored in a result file."""
+    path = Path(path)
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:
+        raise ResultsError(f"result file {path} is corrupt or not Parquet ({type(exc).__name__})") from None
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
