@@ -67,6 +67,111 @@ class SupernetConfig(Section):
         return sorted(set(value))
 
 
+TRAIN_PHASES = ("full", "kernel", "level", "height", "depth", "expand")
+
+
+class PhasePart(Section):
+    """One part of a progressive-shrinking phase.
+
+    ``choices`` are the allowed values of the phase's elastic dimension (kernel sizes, number of
+    active branches, exits, depths or expand ratios); ``None`` means every value of the space.
+    ``epochs`` and ``warmup_epochs`` may be fractional; ``train.epochs_scale`` multiplies both.
+    ``lr`` is per worker at batch 64 (scaled linearly with the global batch, see ``lr_scaling``).
+    """
+
+    epochs: float = Field(gt=0.0)
+    lr: float = Field(gt=0.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    subnets_per_step: int = Field(1, ge=1)
+    choices: list[int] | None = None
+
+
+class TrainPhase(Section):
+    """A phase of progressive shrinking: its name and its parts, in order."""
+
+    name: Literal["full", "kernel", "level", "height", "depth", "expand"]
+    parts: list[PhasePart] = Field(min_length=1)
+
+
+def default_train_phases() -> list[TrainPhase]:
+    """The OFAv2 phase order and numbers (REFERENCE.md), before ``epochs_scale``."""
+
+    def phase(name: str, *parts: tuple[float, float, float, int, list[int] | None]) -> TrainPhase:
+        return TrainPhase(name=name, parts=[
+            PhasePart(epochs=e, lr=lr, warmup_epochs=w, subnets_per_step=k, choices=c)
+            for e, lr, w, k, c in parts
+        ])
+
+    return [
+        phase("full", (180, 0.1, 5, 1, None)),
+        phase("kernel", (120, 3e-2, 5, 1, None)),
+        phase("level", (25, 2.5e-3, 0, 2, [2, 3]), (120, 7.5e-3, 0, 2, None)),
+        phase("height", (25, 1.875e-3, 0, 2, [4, 5]), (60, 3.75e-3, 0, 2, [3, 4, 5]),
+              (90, 7.5e-3, 0, 2, [2, 3, 4, 5]), (120, 1.5e-2, 0, 2, None)),
+        phase("depth", (25, 2.5e-3, 0, 2, [3, 4]), (120, 7.5e-3, 0, 2, None)),
+        phase("expand", (25, 2.5e-3, 0, 4, [4, 6]), (120, 7.5e-3, 0, 4, None)),
+    ]
+
+
+class CreamConfig(Section):
+    """Cream of the Crop's prioritized-path board and meta network (``distillation: cream``)."""
+
+    board_size: int = Field(10, ge=1)
+    warmup_epochs: float = Field(20.0, ge=0.0)  # scaled by train.epochs_scale
+    accuracy_margin: float = Field(5.0, ge=0.0)  # top-1 points
+    held_out_images: int = Field(128, ge=8)
+    stored_images: int = Field(32, ge=1)
+    meta_hidden: int = Field(64, ge=1)
+    meta_lr: float = Field(1e-3, gt=0.0)
+    meta_update_interval: int = Field(20, ge=1)
+    sampling_mix: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class TrainConfig(Section):
+    """Supernet training (Ray Train): phases, optimiser, distillation, workers, checkpoints."""
+
+    phases: list[TrainPhase] = Field(default_factory=default_train_phases)
+    epochs_scale: float = Field(1.0, gt=0.0)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(3e-5, ge=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    lr_scaling: Literal["linear", "none"] = "linear"
+    distillation: Literal["none", "fixed", "dynamic", "cream"] = "dynamic"
+    ens_kd: bool = True
+    kd_weight: float = Field(1.0, ge=0.0)
+    exit_weights: list[float] = [0.06, 0.13, 0.20, 0.27, 0.34]
+    cream: CreamConfig = CreamConfig()
+    num_workers: int = Field(1, ge=0)
+    use_gpu: bool = False
+    threads_per_worker: int | None = Field(None, ge=1)
+    max_failures: int = Field(2, ge=0)
+    eval_subnets: int = Field(3, ge=0)
+    eval_images: int | None = Field(None, ge=1)
+    calibration_images: int = Field(500, ge=1)
+    calibration_batch_size: int = Field(100, ge=1)
+    fail_at_epoch: int | None = Field(None, ge=0)  # test hook: a worker dies once at this epoch
+
+    @field_validator("phases")
+    @classmethod
+    def _phase_order(cls, phases: list[TrainPhase]) -> list[TrainPhase]:
+        names = [phase.name for phase in phases]
+        order = [name for name in TRAIN_PHASES if name in names]
+        if names != order:
+            raise ValueError(f"phases must be unique and in the order {'/'.join(TRAIN_PHASES)}")
+        if "full" not in names:
+            raise ValueError("the 'full' phase is required")
+        return phases
+
+    @field_validator("exit_weights")
+    @classmethod
+    def _five_weights(cls, value: list[float]) -> list[float]:
+        if len(value) != 5 or min(value) < 0 or sum(value) <= 0:
+            raise ValueError("must be five non-negative weights with a positive sum")
+        return value
+
+
 class PipelineConfig(Section):
     """The whole pipeline's configuration; each stage reads its own section."""
 
@@ -76,7 +181,7 @@ class PipelineConfig(Section):
     supernet: SupernetConfig = SupernetConfig()
     # Stage sections (train, evaluate, search, generate, finetune) are added by their packages'
     # config models below as they are built.
-    train: dict[str, Any] = {}
+    train: TrainConfig = TrainConfig()
     evaluate: dict[str, Any] = {}
     search: dict[str, Any] = {}
     generate: dict[str, Any] = {}
