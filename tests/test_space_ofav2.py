@@ -122,7 +122,7 @@ def test_decode_rejects_out_of_range_genes():
 
 
 def test_sample_initial_truncates_depths():
-    space = OFAv2Space(depth_choices=(1, 2, 3, 4))
+    space = OFAv2Space(early_exits=False, depth_choices=(1, 2, 3, 4))
     rng = np.random.default_rng(0)
     depths = np.array([space.sample_initial(rng)["depths"] for _ in range(600)]).ravel()
     # depth = 1 + kept optional layers: P(1)=1/3, P(2)=2/9, P(3)=4/27, P(4)=8/27
