@@ -172,6 +172,76 @@ class TrainConfig(Section):
         return value
 
 
+class ProfilePlacement(Section):
+    """Where a hardware profile's latency actors run: Ray node labels and/or custom resources.
+
+    ``labels`` become the actor's ``label_selector`` (every key must match the node's label);
+    ``resources`` are requested as custom resources (a small share such as 0.01 pins an actor to
+    nodes that advertise the resource without using it up). Both empty: any node.
+    """
+
+    labels: dict[str, str] = {}
+    resources: dict[str, float] = {}
+
+    @field_validator("resources")
+    @classmethod
+    def _positive_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(amount <= 0 for amount in value.values()):
+            raise ValueError("resource amounts must be positive")
+        return value
+
+
+class HardwareProfile(Section):
+    """One kind of hardware: where latency is measured and how (ONNX Runtime settings)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    placement: ProfilePlacement = ProfilePlacement()
+    provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
+    threads: int | None = Field(None, ge=1)  # intra-op threads; None = every core of the node
+    batch_size: int = Field(1, ge=1)
+    resolution: int | None = Field(None, ge=8)  # None = the architecture's own resolution
+    warmup: int = Field(10, ge=0)
+    repeats: int = Field(50, ge=3)
+    num_actors: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0.0)  # CPUs each latency actor reserves
+    num_gpus: float = Field(0.0, ge=0.0)
+
+
+def default_hardware_profiles() -> list[HardwareProfile]:
+    """The local stand-in for heterogeneous nodes: every core against one thread."""
+    return [
+        HardwareProfile(name="local_all_threads", threads=None),
+        HardwareProfile(name="local_one_thread", threads=1),
+    ]
+
+
+class EvaluateConfig(Section):
+    """Evaluator actors (accuracy), latency actors (one pool per hardware profile) and dispatch."""
+
+    num_evaluators: int = Field(2, ge=1)
+    evaluator_num_cpus: float = Field(1.0, ge=0.0)
+    threads_per_evaluator: int = Field(1, ge=1)
+    checkpoint: str | None = None  # default: RUN_DIR/supernet/supernet.pt
+    calibration_images: int = Field(2000, ge=1)
+    calibration_batch_size: int = Field(256, ge=1)
+    calibration_seed: int = Field(0, ge=0)
+    eval_batch_size: int = Field(512, ge=1)
+    val_images: int | None = Field(None, ge=1)  # None = the whole validation split
+    candidate_timeout_s: float = Field(600.0, gt=0.0)
+    max_retries: int = Field(2, ge=0)
+    archive_batch_size: int = Field(8, ge=1)  # results streamed to the archive per upsert
+    onnx_cache: str | None = None  # default: RUN_DIR/onnx_cache
+    profiles: list[HardwareProfile] = Field(default_factory=default_hardware_profiles)
+
+    @field_validator("profiles")
+    @classmethod
+    def _unique_profile_names(cls, profiles: list[HardwareProfile]) -> list[HardwareProfile]:
+        names = [profile.name for profile in profiles]
+        if len(set(names)) != len(names):
+            raise ValueError("profile names must be unique")
+        return profiles
+
+
 class PipelineConfig(Section):
     """The whole pipeline's configuration; each stage reads its own section."""
 
@@ -182,7 +252,7 @@ class PipelineConfig(Section):
     # Stage sections (train, evaluate, search, generate, finetune) are added by their packages'
     # config models below as they are built.
     train: TrainConfig = TrainConfig()
-    evaluate: dict[str, Any] = {}
+    evaluate: EvaluateConfig = EvaluateConfig()
     search: dict[str, Any] = {}
     generate: dict[str, Any] = {}
     finetune: dict[str, Any] = {}
