@@ -1,0 +1,91 @@
+"""Data sets and tensor augmentation for supernet training, evaluation and fine-tuning.
+
+``load_splits(dataset, path, ...)`` returns a ``Splits`` (uint8 image tensors in memory, int64
+labels, per-channel statistics) for one of:
+
+- ``digits`` (default, embedded in scikit-learn), ``synthetic`` (seeded, for tests);
+- ``cifar10`` / ``cifar100`` (python-pickle layout), ``tinyimagenet`` (``tiny-imagenet-200``
+  layout), ``folder`` (class-per-folder image tree) from a directory the user names.
+
+Every data set gets a validation split held out of its training data (seeded, stratified when
+possible); the test split is the data set's own or a fixed share, and is never used for selection.
+A missing or malformed path raises ``DataError`` naming the path and the expected layout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.data.augment import eval_transform, normalize, random_resized_crop_flip, resize, train_transform
+from pipeline.data.batching import ElasticResolutionSampler, choose_resolution, iterate_batches, num_batches
+from pipeline.data.builtin import load_digits_splits, load_synthetic_splits
+from pipeline.data.cifar import load_cifar10_splits, load_cifar100_splits
+from pipeline.data.images import load_folder_splits, load_tinyimagenet_splits
+from pipeline.data.splits import Splits, calibration_subset
+from pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    from pipeline.config import DataConfig
+
+DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder")
+
+
+def load_splits(
+    dataset: str,
+    path: str | None = None,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    synthetic_classes: int = 10,
+    synthetic_images: int = 512,
+    image_size: int = 32,
+) -> Splits:
+    """Load ``dataset`` and split it; ``path`` is needed by cifar10/cifar100/tinyimagenet/folder.
+
+    ``seed`` fixes the validation split (and the synthetic images); ``image_size`` is the side
+    length folder images are resized to (other data sets keep their native size).
+    """
+    if dataset == "digits":
+        return load_digits_splits(val_fraction, seed)
+    if dataset == "synthetic":
+        return load_synthetic_splits(synthetic_classes, synthetic_images, val_fraction, seed)
+    if dataset == "cifar10":
+        return load_cifar10_splits(path, val_fraction, seed)
+    if dataset == "cifar100":
+        return load_cifar100_splits(path, val_fraction, seed)
+    if dataset == "tinyimagenet":
+        return load_tinyimagenet_splits(path, val_fraction, seed)
+    if dataset == "folder":
+        return load_folder_splits(path, val_fraction, seed, image_size=image_size)
+    raise DataError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_splits_from_config(data_cfg: DataConfig, seed: int = 0) -> Splits:
+    """``load_splits`` with the fields of a ``pipeline.config.DataConfig`` (and the run seed)."""
+    return load_splits(
+        data_cfg.dataset,
+        path=data_cfg.path,
+        val_fraction=data_cfg.val_fraction,
+        seed=seed,
+        synthetic_classes=data_cfg.synthetic_classes,
+        synthetic_images=data_cfg.synthetic_images,
+        image_size=getattr(data_cfg, "image_size", 32),
+    )
+
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "ElasticResolutionSampler",
+    "Splits",
+    "calibration_subset",
+    "choose_resolution",
+    "eval_transform",
+    "iterate_batches",
+    "load_splits",
+    "load_splits_from_config",
+    "normalize",
+    "num_batches",
+    "random_resized_crop_flip",
+    "resize",
+    "train_transform",
+]
