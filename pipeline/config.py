@@ -242,6 +242,32 @@ class EvaluateConfig(Section):
         return profiles
 
 
+class FinetuneConfig(Section):
+    """Post-processing fine-tuning (NATv2): one Ray Tune trial per chosen architecture.
+
+    Stage 1 trains on the training split with early stopping on validation loss; stage 2
+    retrains from the same starting weights on train + validation for the best epoch count and
+    reports test accuracy. ``source`` picks the architectures: the final front, the generator's
+    picks, or ``archs`` (architecture JSON texts) given explicitly.
+    """
+
+    source: Literal["front", "generated", "explicit"] = "front"
+    archs: list[str] = []
+    max_archs: int = Field(4, ge=1)
+    max_epochs: int = Field(150, ge=1)
+    patience: int = Field(30, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0.0)
+    batch_size: int = Field(64, ge=1)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    joint_exits: bool = True
+    use_gpu: bool = False
+    cpus_per_trial: float = Field(1.0, gt=0.0)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    export_batch_size: int = Field(1, ge=1)
+
+
 class PipelineConfig(Section):
     """The whole pipeline's configuration; each stage reads its own section."""
 
@@ -255,7 +281,7 @@ class PipelineConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     search: dict[str, Any] = {}
     generate: dict[str, Any] = {}
-    finetune: dict[str, Any] = {}
+    finetune: FinetuneConfig = FinetuneConfig()
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
