@@ -1,0 +1,32 @@
+"""Supernet training: OFAv2 progressive shrinking on Ray Train.
+
+- ``schedule``: the phase plan (full, kernel, level, height, depth, expand), lr schedule and
+  subnet sampling derived from (seed, position);
+- ``losses``: CE, KD, ENS-KD, multi-exit and Cream losses;
+- ``teacher``: fixed and dynamic (progressively extracted) teachers;
+- ``cream``: prioritized path board and meta network;
+- ``steps``: one optimiser step over k subnets; ``loop``: the Ray Train worker loop;
+- ``state``: checkpoint contents; ``publish``: supernet file and metrics Parquet;
+- ``driver``: ``train_supernet`` (``TorchTrainer``, resume, failures).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.config import PipelineConfig
+
+
+def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train the supernet of ``config`` into ``run_dir``; see ``pipeline.train.driver``.
+
+    Imported lazily so that ``pipeline.train.losses`` and friends load without Ray Train.
+    """
+    from pipeline.train.driver import train_supernet as run
+
+    return run(config, run_dir, resume)
+
+
+__all__ = ["train_supernet"]
