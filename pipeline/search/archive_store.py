@@ -5,6 +5,11 @@
 duplicates a row. After every accepted batch it recomputes ``rank`` / ``is_pareto`` (pymoo
 non-dominated sorting on the configured objectives) and rewrites ``archive.parquet`` atomically;
 on construction it reloads that file, which is how a restarted archive actor recovers.
+
+Two rules keep retries harmless: a ``failed`` row never replaces an ``ok`` row of the same
+architecture, and ``upsert(rows, merge=True)`` adds columns to a known row (for example a latency
+measured later for a new hardware profile) instead of replacing it. Rows of other runs found in
+the file are kept as they are and written back, never dropped.
 ``ArchiveActor`` (``pipeline.search.archive``) wraps this class as a named Ray actor; benchmark
 runs use it in-process.
 """
@@ -51,11 +56,14 @@ class ArchiveStore:
         self.objectives = list(objectives)
         self.config = config or {}
         self._rows: dict[str, dict[str, Any]] = {}
+        self._foreign = pd.DataFrame()
         path = self.run_dir / ARCHIVE_FILE
         if path.exists():
-            for row in read_parquet(path).to_dict("records"):
-                if row.get("run_id") == run_id:
-                    self._rows[row["arch_id"]] = row
+            stored = read_parquet(path)
+            own = stored["run_id"] == run_id if "run_id" in stored else pd.Series(False, index=stored.index)
+            self._foreign = stored[~own].reset_index(drop=True)
+            for row in stored[own].to_dict("records"):
+                self._rows[row["arch_id"]] = {k: v for k, v in row.items() if k not in ("rank", "is_pareto")}
 
     # -- queries -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -63,6 +71,11 @@ class ArchiveStore:
 
     def has(self, arch_id: str) -> bool:
         return arch_id in self._rows
+
+    def get(self, arch_id: str) -> dict[str, Any] | None:
+        """The stored row of ``arch_id`` (a copy), or None."""
+        row = self._rows.get(arch_id)
+        return dict(row) if row is not None else None
 
     def arch_ids(self) -> list[str]:
         return list(self._rows)
@@ -84,23 +97,38 @@ class ArchiveStore:
         }
 
     # -- updates -----------------------------------------------------------------------------
-    def upsert(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Insert or replace rows by ``arch_id``; persist; return how many ids were new."""
+    def upsert(self, rows: Iterable[dict[str, Any]], merge: bool = False) -> int:
+        """Insert or replace rows by ``arch_id``; persist; return how many ids were new.
+
+        A ``failed`` row never replaces an ``ok`` one. With ``merge`` a known row is updated
+        column by column (new values win) instead of being replaced.
+        """
         new = 0
         for row in rows:
-            row = dict(row)
+            row = {k: v for k, v in row.items() if k not in ("rank", "is_pareto")}
+            if "arch_id" not in row:
+                raise ValueError("every archive row needs an 'arch_id'")
             row["run_id"] = self.run_id
             row.setdefault("space", self.space)
             row.setdefault("status", "ok")
             row.setdefault("error", "")
             row.setdefault("evaluated_at", utc_now())
-            new += row["arch_id"] not in self._rows
+            known = self._rows.get(row["arch_id"])
+            if known is None:
+                new += 1
+            elif known.get("status") == "ok" and row["status"] != "ok":
+                continue
+            elif merge:
+                row = {**known, **row}
             self._rows[row["arch_id"]] = row
         self.persist()
         return new
 
     def persist(self) -> Path:
-        return write_parquet_atomic(self.frame(), self.run_dir / ARCHIVE_FILE, self.metadata())
+        frame = self.frame()
+        if len(self._foreign):
+            frame = order_columns(pd.concat([frame, self._foreign], ignore_index=True))
+        return write_parquet_atomic(frame, self.run_dir / ARCHIVE_FILE, self.metadata())
 
     def write_front(self, iteration: int) -> Path:
         """Write the current non-dominated rows to ``fronts/iter_NNN.parquet`` and ``front.parquet``."""
