@@ -1,0 +1,45 @@
+"""Train an OFAv2 supernet with progressive shrinking on Ray Train.
+
+    python jobs/train_supernet.py --config FILE [--set key.path=value ...] [--out RUN_DIR] [--resume]
+
+Runs the same way locally (starts a Ray sized by ``ray.num_cpus``) and under
+``ray job submit --working-dir . -- python jobs/train_supernet.py ...`` (attaches to the cluster).
+Writes RUN_DIR/config.yaml, RUN_DIR/supernet/supernet.pt, RUN_DIR/train_metrics.parquet and Ray
+Train's checkpoints under RUN_DIR/train/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.config import dump_config, load_config  # noqa: E402
+from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
+
+
+def main() -> int:
+    args = job_argument_parser(__doc__.splitlines()[1]).parse_args()
+    config = load_config(args.config, args.overrides)
+    run_dir = Path(args.out or Path("runs") / config.run.name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.yaml")
+    started = connect_ray(config.ray.num_cpus, config.ray.namespace) if config.train.num_workers > 0 else False
+    try:
+        from pipeline.train import train_supernet
+
+        metrics = train_supernet(config, run_dir, resume=args.resume)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    print(f"supernet: {metrics['supernet_path']}")
+    print(f"metrics: {metrics['metrics_path']} (last epoch top-1 max {metrics.get('top1_max', float('nan')):.2f}, "
+          f"best {metrics.get('top1_best', float('nan')):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)

@@ -1,0 +1,89 @@
+"""The driver side of supernet training: run naming, resume, and the ``TorchTrainer``.
+
+``train_supernet(config, run_dir, resume)`` keeps Ray Train's storage under
+``RUN_DIR/train`` (absolute; on a cluster RUN_DIR must be on shared storage, since rank 0 also
+publishes there). A fresh run gets a unique name (``<run.name>-<8 hex>``), recorded in
+``RUN_DIR/train/run.json``; ``resume=True`` reuses that name, and Ray Train restores its
+checkpoint manager from the same ``storage_path``/``name``, so ``ray.train.get_checkpoint()``
+returns the last epoch. With ``train.num_workers = 0`` (Ray Train's in-process mode, for tests and
+quick local runs) Ray Train persists nothing, so the loop writes its checkpoints itself and the
+driver passes the latest one as ``resume_from``.
+
+Workers: ``num_workers`` CPU workers with gloo, or GPUs with NCCL when ``use_gpu`` is set; each
+CPU worker reserves ``threads_per_worker`` CPUs (1 when unset) and sets torch's thread count.
+Worker failures are retried up to ``train.max_failures`` times from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import PipelineConfig
+from pipeline.runtime import prepare_ray_environment
+from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
+
+RUN_FILE = "run.json"
+
+
+def _run_name(config: PipelineConfig, train_root: Path, resume: bool) -> str:
+    run_file = train_root / RUN_FILE
+    if resume and run_file.is_file():
+        return json.loads(run_file.read_text())["name"]
+    name = f"{config.run.name}-{uuid.uuid4().hex[:8]}"
+    train_root.mkdir(parents=True, exist_ok=True)
+    tmp = run_file.with_name(RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps({"name": name}))
+    tmp.replace(run_file)
+    return name
+
+
+def latest_local_checkpoint(train_root: Path, name: str) -> Path | None:
+    candidates = sorted((train_root / name).glob(LOCAL_CHECKPOINT_PREFIX + "*"))
+    return candidates[-1] if candidates else None
+
+
+def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train the supernet of ``config`` into ``run_dir``; returns the last epoch's metrics."""
+    prepare_ray_environment()
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_root = run_dir / "train"
+    name = _run_name(config, train_root, resume)
+    train = config.train
+    local = train.num_workers == 0
+    resume_from = latest_local_checkpoint(train_root, name) if (resume and local) else None
+    loop_config = {
+        "config": config.model_dump(mode="json"),
+        "run_dir": str(run_dir),
+        "storage": str(train_root),
+        "name": name,
+        "local_mode": local,
+        "resume_from": str(resume_from) if resume_from else None,
+        "fault_marker": str(train_root / name / "fault_injected"),
+    }
+    resources = {"CPU": float(train.threads_per_worker or 1)}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(train_root),
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    metrics = dict(result.metrics or {})
+    metrics["run_name"] = name
+    metrics["supernet_path"] = str(run_dir / "supernet" / "supernet.pt")
+    metrics["metrics_path"] = str(run_dir / "train_metrics.parquet")
+    return metrics

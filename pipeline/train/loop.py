@@ -1,0 +1,372 @@
+"""The Ray Train worker loop: progressive shrinking over the plan, one checkpoint per epoch.
+
+``train_loop_per_worker(loop_config)`` runs on every worker (or in-process when Ray Train's
+``num_workers=0``). Per part it re-organises channels (expand phases), builds a fresh optimiser
+(SGD Nesterov, no weight decay on BN/bias) and, at a phase start, the teacher. Per epoch it trains
+``steps_per_epoch`` steps (see ``steps.train_step``), averages BN statistics across ranks, lets
+rank 0 evaluate the max, min and a few sampled subnets (BN recalibrated on extracted copies),
+publishes ``RUN_DIR/supernet/supernet.pt`` and ``RUN_DIR/train_metrics.parquet`` (atomically), and
+reports a checkpoint through ``ray.train.report``. It resumes from ``ray.train.get_checkpoint()``
+(worker failure or a driver restart with the same run name) or from ``resume_from`` (in-process
+mode, where Ray Train does not persist checkpoints).
+
+Randomness: data order, resolutions, subnets and augmentation come from generators derived from
+(seed, position). Dropout uses torch's global generator, so each epoch runs inside
+``torch.random.fork_rng`` seeded from (seed, epoch, rank); the caller's global state is restored
+afterwards. A resumed run therefore repeats an uninterrupted run exactly.
+
+Fault injection (tests): ``train.fail_at_epoch = E`` makes the last rank die after the first step
+of global epoch E (``os._exit`` under Ray, a ``RuntimeError`` in-process), once per run: a marker
+file next to the run's checkpoints records that it happened.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import torch
+
+from pipeline.config import PipelineConfig
+from pipeline.data import (
+    Splits,
+    calibration_subset,
+    choose_resolution,
+    eval_transform,
+    iterate_batches,
+    load_splits_from_config,
+    num_batches,
+    train_transform,
+)
+from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet import OFAv2Supernet
+from pipeline.supernet.costs import ArchCostCounter
+from pipeline.train.cream import MetaNetwork, PrioritizedBoard, board_prior
+from pipeline.train.distributed import (
+    WorkerInfo,
+    allreduce_mean,
+    average_batchnorm_buffers,
+    broadcast_object,
+    broadcast_parameters,
+)
+from pipeline.train.evaluation import DataView, evaluate_subnet
+from pipeline.train.publish import format_progress, publish_epoch
+from pipeline.train.schedule import (
+    ElasticChoices,
+    PartPlan,
+    build_plan,
+    derive_seed,
+    lr_at,
+    numpy_generator,
+    sample_arch,
+    torch_generator,
+)
+from pipeline.train.state import TrainState, load_state, save_state
+from pipeline.train.steps import CreamState, StepContext, train_step, update_board
+from pipeline.train.teacher import build_teacher
+
+LOCAL_CHECKPOINT_PREFIX = "local_checkpoint_"
+
+
+def make_space(config: PipelineConfig) -> OFAv2Space:
+    options = config.supernet.model_dump()
+    options.pop("dropout")
+    return OFAv2Space(**options)
+
+
+def make_optimizer(net: torch.nn.Module, config: PipelineConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for param in net.parameters():
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    train = config.train
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=0.0, momentum=train.momentum, nesterov=train.nesterov and train.momentum > 0,
+    )
+
+
+def extreme_arch(space: OFAv2Space, choices: ElasticChoices, smallest: bool) -> dict:
+    """The smallest (or largest) subnet the current choices allow."""
+    pick = min if smallest else max
+    fixed = ElasticChoices(**{name: None if values is None else (pick(values),)
+                              for name, values in choices.__dict__.items()})
+    resolution = pick(space.resolutions)
+    return sample_arch(space, fixed, np.random.default_rng(0), resolution)
+
+
+class SupernetTrainer:
+    """One worker's training run (see the module docstring)."""
+
+    def __init__(self, loop_config: dict[str, Any]) -> None:
+        self.config = PipelineConfig.model_validate(loop_config["config"])
+        self.settings = loop_config
+        self.train = self.config.train
+        self.seed = self.config.run.seed
+        context = ray.train.get_context()
+        device = ray.train.torch.get_device() if self.train.use_gpu else torch.device("cpu")
+        self.info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
+        self.splits: Splits = load_splits_from_config(self.config.data, self.seed)
+        self.space = make_space(self.config)
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            torch.manual_seed(derive_seed(self.seed, 0))
+            self.net = OFAv2Supernet(self.space, self.splits.num_classes, self.config.supernet.dropout)
+        self.net.to(device)
+        broadcast_parameters(self.net, self.info)
+        batch = self.config.data.batch_size
+        self.steps_per_epoch = self.train.steps_per_epoch or max(1, num_batches(
+            self.splits.train_images.shape[0], batch, drop_last=True, world_size=self.info.world_size))
+        self.plan = build_plan(self.train, self.space, self.steps_per_epoch)
+        self.part_offsets = np.cumsum([0] + [p.steps for p in self.plan]).tolist()
+        scale = batch * self.info.world_size / 64.0 if self.train.lr_scaling == "linear" else 1.0
+        self.lr_scale = scale
+        self.view = self._data_view()
+        self.optimizer = make_optimizer(self.net, self.config)
+        self.teacher: torch.nn.Module | None = None
+        self.cream = self._cream_state() if self.train.distillation == "cream" else None
+        self.state = TrainState(fingerprint=self.fingerprint())
+
+    # ------------------------------------------------------------------ setup helpers
+    def _rng_devices(self) -> list[int]:
+        return [self.info.device.index or 0] if self.info.device.type == "cuda" else []
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "space": self.space.options(),
+            "plan": [(p.phase, p.part_index, p.steps, p.lr) for p in self.plan],
+            "world_size": self.info.world_size,
+            "batch_size": self.config.data.batch_size,
+            "seed": self.seed,
+            "distillation": self.train.distillation,
+            "data": self.config.data.model_dump(),
+        }
+
+    def _data_view(self) -> DataView:
+        calibration = calibration_subset(self.splits, self.train.calibration_images, self.seed)
+        count = self.splits.val_images.shape[0]
+        if self.train.eval_images is not None:
+            count = min(count, self.train.eval_images)
+        return DataView(self.splits.mean, self.splits.std, calibration,
+                        self.splits.val_images[:count], self.splits.val_labels[:count],
+                        self.train.calibration_batch_size, self.info.device)
+
+    def _cream_state(self) -> CreamState:
+        cfg = self.train.cream
+        count = min(cfg.held_out_images, self.splits.val_images.shape[0])
+        resolution = max(self.space.resolutions)
+        held_out = eval_transform(self.splits.val_images[:count].to(self.info.device),
+                                  self.splits.mean, self.splits.std, resolution)
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            torch.manual_seed(derive_seed(self.seed, 1))
+            meta = MetaNetwork(self.splits.num_classes, cfg.meta_hidden).to(self.info.device)
+        costs = ArchCostCounter(self.net)
+
+        return CreamState(
+            board=PrioritizedBoard(cfg.board_size, cfg.accuracy_margin), meta=meta,
+            meta_optimizer=torch.optim.Adam(meta.parameters(), lr=cfg.meta_lr),
+            held_out_images=held_out, held_out_labels=self.splits.val_labels[:count].to(self.info.device),
+            stored_images=held_out[: cfg.stored_images], macs=lambda arch: costs(arch)["macs_m"],
+        )
+
+    # ------------------------------------------------------------------ checkpoint
+    def restore(self) -> None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                self.state = load_state(Path(directory), self.fingerprint())
+        elif self.settings.get("resume_from"):
+            self.state = load_state(Path(self.settings["resume_from"]), self.fingerprint())
+        else:
+            return
+        self.net.load_state_dict(self.state.model)
+        if self.state.epoch_in_part > 0 and self.state.optimizer is not None:
+            self.optimizer.load_state_dict(self.state.optimizer)
+        if self.state.teacher_source is not None:
+            self.teacher = build_teacher(self.state.teacher_source["state"], self.space,
+                                         self.splits.num_classes, self.view)
+        if self.cream is not None and self.state.board is not None:
+            self.cream.board.load_state_dict(self.state.board)
+            self.cream.meta.load_state_dict(self.state.meta)
+            self.cream.meta_optimizer.load_state_dict(self.state.meta_optimizer)
+        if self.state.torch_rng is not None:
+            torch.set_rng_state(self.state.torch_rng)
+
+    def checkpoint(self, metrics: dict[str, Any]) -> None:
+        """Rank 0 writes the state; every rank reports (Ray persists rank 0's directory)."""
+        state = self.state
+        state.model = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+        state.optimizer = self.optimizer.state_dict()
+        state.torch_rng = torch.get_rng_state()
+        if self.cream is not None:
+            state.board = self.cream.board.state_dict()
+            state.meta = self.cream.meta.state_dict()
+            state.meta_optimizer = self.cream.meta_optimizer.state_dict()
+        if not self.info.is_main:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        if self.settings["local_mode"]:
+            directory = Path(self.settings["storage"]) / self.settings["name"] / (
+                f"{LOCAL_CHECKPOINT_PREFIX}{state.global_epoch:06d}")
+            save_state(state, directory)
+            for old in sorted(directory.parent.glob(LOCAL_CHECKPOINT_PREFIX + "*"))[:-2]:
+                shutil.rmtree(old, ignore_errors=True)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save_state(state, Path(tmp))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    # ------------------------------------------------------------------ parts and phases
+    def start_part(self, part: PartPlan) -> None:
+        """Phase start: new teacher; expand parts: re-organise channels; every part: new optimiser."""
+        first_of_phase = part.part_index == 0
+        if first_of_phase and part.phase != "full":
+            source = self.state.phase_best
+            mode = self.train.distillation
+            if source is not None and (mode == "dynamic" or (mode == "fixed" and self.state.teacher_source is None)):
+                self.state.teacher_source = {"phase": source["phase"], "state": source["state"]}
+                self.teacher = build_teacher(source["state"], self.space, self.splits.num_classes, self.view)
+        if first_of_phase:
+            self.state.phase_best = None
+        if part.phase == "expand":
+            self.net.reorganize_channels()
+        self.optimizer = make_optimizer(self.net, self.config)
+
+    def _epoch_batches(self, global_epoch: int):
+        cycle = 0
+        while True:
+            generator = torch_generator(self.seed, 10, global_epoch, cycle)
+            yield from iterate_batches(self.splits.train_images, self.splits.train_labels,
+                                       self.config.data.batch_size, shuffle=True, generator=generator,
+                                       drop_last=True, rank=self.info.rank, world_size=self.info.world_size)
+            cycle += 1
+
+    def _maybe_fail(self, global_epoch: int) -> None:
+        if self.train.fail_at_epoch != global_epoch or self.info.rank != self.info.world_size - 1:
+            return
+        marker = Path(self.settings["fault_marker"])
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"injected fault at epoch {global_epoch}\n")
+        if self.settings["local_mode"]:
+            raise RuntimeError(f"injected fault at epoch {global_epoch} (train.fail_at_epoch)")
+        os._exit(1)
+
+    def run_epoch(self, part: PartPlan) -> dict[str, Any]:
+        state = self.state
+        epoch = state.global_epoch
+        first = state.epoch_in_part * self.steps_per_epoch
+        last = min(part.steps, first + self.steps_per_epoch)
+        batches = self._epoch_batches(epoch)
+        ctx = StepContext(self.net, self.optimizer, self.train, self.info, self.teacher, self.cream)
+        cream_warmup = round(self.train.cream.warmup_epochs * self.train.epochs_scale * self.steps_per_epoch)
+        losses, images_seen, lr = [], 0, 0.0
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            torch.manual_seed(derive_seed(self.seed, 13, epoch, self.info.rank))
+            for step in range(first, last):
+                global_step = self.part_offsets[self.plan.index(part)] + step
+                use_board = self.cream is not None and global_step >= cream_warmup
+                images_u8, labels = next(batches)
+                resolution = choose_resolution(self.space.resolutions, torch_generator(self.seed, 11, epoch, step))
+                images = train_transform(images_u8.to(self.info.device), self.splits.mean, self.splits.std,
+                                         resolution, torch_generator(self.seed, 12, epoch, step, self.info.rank))
+                labels = labels.to(self.info.device)
+                archs = self._sample_archs(part, resolution, numpy_generator(self.seed, 14, epoch, step), use_board)
+                lr = lr_at(step, part, part.lr * self.lr_scale)
+                meta_step = use_board and step % self.train.cream.meta_update_interval == 0
+                losses.append(train_step(ctx, archs, images, labels, lr, part.phase == "full", use_board, meta_step))
+                if use_board:
+                    update_board(ctx, archs)
+                images_seen += images_u8.shape[0] * self.info.world_size
+                if step == first:
+                    self._maybe_fail(epoch)
+        elapsed = time.perf_counter() - start
+        average_batchnorm_buffers(self.net, self.info)
+        mean_loss = torch.tensor([float(np.mean(losses))], device=self.info.device)
+        allreduce_mean([mean_loss], self.info)
+        return {"loss": float(mean_loss.item()), "lr": lr, "steps": last - first,
+                "images_per_s": images_seen / max(elapsed, 1e-9), "train_s": elapsed}
+
+    def _sample_archs(self, part: PartPlan, resolution: int, rng: np.random.Generator,
+                      use_board: bool) -> list[dict]:
+        if part.phase == "full":
+            return [dict(self.space.largest(), resolution=resolution)]
+        prior = board_prior(self.cream.board, self.train.cream.sampling_mix) if use_board else None
+        return [sample_arch(self.space, part.choices, rng, resolution, prior)
+                for _ in range(part.subnets_per_step)]
+
+    def evaluate(self, part: PartPlan) -> dict[str, float]:
+        """Rank 0: top-1 of max, min and sampled subnets; shared with every rank."""
+        scores: dict[str, float] = {}
+        if self.info.is_main:
+            largest = self.space.largest()
+            smallest = extreme_arch(self.space, part.choices, smallest=True)
+            scores["top1_max"] = evaluate_subnet(self.net, largest, self.view)
+            scores["top1_min"] = evaluate_subnet(self.net, smallest, self.view)
+            rng = numpy_generator(self.seed, 20, self.plan.index(part))
+            sampled = [evaluate_subnet(self.net, sample_arch(
+                self.space, part.choices, rng, int(rng.choice(self.space.resolutions))), self.view)
+                for _ in range(self.train.eval_subnets)]
+            for index, value in enumerate(sampled):
+                scores[f"top1_s{index + 1}"] = value
+            scores["top1_sampled_mean"] = float(np.mean(sampled)) if sampled else float("nan")
+            scores["top1_best"] = max([scores["top1_max"], scores["top1_min"], *sampled])
+        return broadcast_object(scores, self.info)
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> dict[str, Any]:
+        self.restore()
+        metrics: dict[str, Any] = self.state.history[-1] if self.state.history else {}
+        while self.state.part_index < len(self.plan):
+            part = self.plan[self.state.part_index]
+            if self.state.epoch_in_part == 0:
+                self.start_part(part)
+            row = self.run_epoch(part)
+            scores = self.evaluate(part)
+            state = self.state
+            state.global_epoch += 1
+            best = state.phase_best
+            if best is None or scores["top1_max"] > best["top1"]:
+                state.phase_best = {"phase": part.phase, "top1": scores["top1_max"], "state": {
+                    k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}}
+            metrics = {
+                "phase": part.phase, "part": part.part_index + 1, "epoch": state.global_epoch,
+                "part_epoch": state.epoch_in_part + 1, "part_epochs": part.epochs,
+                "total_epochs": self.plan[-1].first_epoch + self.plan[-1].epochs, **row, **scores,
+                "teacher": state.teacher_source["phase"] if state.teacher_source else "",
+                "board_size": len(self.cream.board) if self.cream else 0,
+                "world_size": self.info.world_size,
+            }
+            state.history.append(metrics)
+            state.epoch_in_part += 1
+            if state.epoch_in_part >= part.epochs:
+                state.part_index += 1
+                state.epoch_in_part = 0
+            if self.info.is_main:
+                publish_epoch(Path(self.settings["run_dir"]), self.net, state.history, {
+                    "space": self.space.options(), "num_classes": self.splits.num_classes,
+                    "phase": part.phase, "part": part.part_index + 1, "epoch": state.global_epoch,
+                    "top1_max": scores["top1_max"], "dropout": self.config.supernet.dropout,
+                })
+                print(format_progress(metrics), flush=True)
+            self.checkpoint(metrics)
+        return metrics
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train's entry point on every worker (see the module docstring)."""
+    threads = loop_config["config"]["train"].get("threads_per_worker")
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return SupernetTrainer(loop_config).run()
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,44 @@
+"""What rank 0 publishes after every epoch, for evaluators and people watching the run.
+
+- ``RUN_DIR/supernet/supernet.pt``: the supernet (``pipeline.supernet.checkpoint.save_supernet``)
+  with its position and top-1 in ``extra``; written to a temporary file and moved into place, so an
+  evaluator never reads half a file.
+- ``RUN_DIR/train_metrics.parquet``: one row per epoch (phase, part, epoch, loss, lr, images/s,
+  top-1 of the max/min/sampled subnets), rewritten atomically from the checkpointed history, so a
+  resumed run's file equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch.nn as nn
+
+from pipeline.supernet.checkpoint import save_supernet
+
+SUPERNET_FILE = Path("supernet") / "supernet.pt"
+METRICS_FILE = "train_metrics.parquet"
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pd.DataFrame(history).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def publish_epoch(run_dir: Path, net: nn.Module, history: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    save_supernet(run_dir / SUPERNET_FILE, net, extra=extra)  # atomic (tmp file + os.replace)
+    write_metrics(run_dir / METRICS_FILE, history)
+
+
+def format_progress(row: dict[str, Any]) -> str:
+    """One progress line per epoch."""
+    return (
+        f"[train] epoch {row['epoch']}/{row['total_epochs']} {row['phase']}/{row['part']} "
+        f"({row['part_epoch']}/{row['part_epochs']}) loss {row['loss']:.3f} lr {row['lr']:.2e} "
+        f"{row['images_per_s']:.0f} img/s | top1 max {row['top1_max']:.1f} min {row['top1_min']:.1f} "
+        f"best {row['top1_best']:.1f}"
+    )

@@ -1,0 +1,43 @@
+"""Distillation teachers: the fixed full network and the dynamic (progressively extracted) one.
+
+Both are the maximal subnet extracted from a saved state of the supernet (the best epoch of a
+phase), recalibrated on the calibration subset and frozen. For early-exit supernets the teacher is
+the all-exit network, and its target is ENS-KD's softmax(sum_i a_i z_i) when ``ens_kd`` is on
+(otherwise the last exit's softmax).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet import OFAv2Supernet
+from pipeline.train.evaluation import DataView, calibrated_copy
+from pipeline.train.losses import ens_kd_target
+
+
+def build_teacher(source_state: dict[str, torch.Tensor], space: OFAv2Space, num_classes: int,
+                  view: DataView) -> nn.Module:
+    """The frozen maximal subnet of ``source_state`` (all exits for early-exit spaces)."""
+    supernet = OFAv2Supernet(space, num_classes)
+    supernet.load_state_dict(source_state)
+    teacher = calibrated_copy(supernet, space.largest(), view, all_exits=space.early_exits)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def teacher_target(teacher: nn.Module, images: torch.Tensor, ens_kd: bool,
+                   exit_weights: Sequence[float]) -> torch.Tensor:
+    """The teacher's soft target on ``images``."""
+    output = teacher(images)
+    if isinstance(output, (tuple, list)):
+        if ens_kd:
+            return ens_kd_target(list(output), exit_weights)
+        output = output[-1]
+    return F.softmax(output, dim=1)
