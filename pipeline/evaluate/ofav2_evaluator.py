@@ -1,0 +1,242 @@
+"""``OFAv2ActorEvaluator``: the ``Evaluator`` of the ofav2 space, backed by Ray actor pools.
+
+One call of ``evaluate(archs)``:
+
+1. validates every architecture (``ArchitectureError`` before any work starts);
+2. asks the archive actor which of them it already holds and skips what is measured: accuracy
+   when an ``ok`` row has ``top1``, latency per ``(arch_id, profile)`` when the row (or this
+   evaluator's memory) has ``latency_ms@<profile>``;
+3. runs the rest through one ``Dispatcher``: the evaluator pool (accuracy, params, MACs) and one
+   latency pool per hardware profile, all in the same ``ray.wait`` loop;
+4. as soon as every piece of an architecture is in, builds its row (``records.result_row``) and
+   streams rows to the archive actor in batches of ``evaluate.archive_batch_size`` (upserts merge
+   into known rows; a failed piece makes a ``status=failed`` row with the error text);
+5. waits for the archive to acknowledge every batch, and returns one ``EvaluationResult`` per
+   input architecture, in order.
+
+``evaluations`` counts architectures whose accuracy was truly measured. ``cheap_metrics`` gives
+exact ``params_m`` / ``macs_m`` from a local copy of the supernet without counting.
+
+This module builds archive rows with ``pipeline.search.records`` (the schema), and talks to the
+archive actor only through its handle, so it does not import the search package otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import CheckpointError
+from pipeline.evaluate.actors import accuracy_pool, latency_pool
+from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
+from pipeline.evaluate.interface import EvaluationResult, Evaluator
+from pipeline.evaluate.predictor import LatencyPredictor
+from pipeline.evaluate.profiles import latency_metric, resolve_profiles
+from pipeline.search.records import result_row
+from pipeline.space.base import Architecture, arch_id
+from pipeline.space.ofav2 import OFAv2Space
+
+ACCURACY_POOL = "accuracy"
+DEFAULT_CHECKPOINT = Path("supernet") / "supernet.pt"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float, np.floating)) and math.isfinite(float(value))
+
+
+class OFAv2ActorEvaluator(Evaluator):
+    """Evaluates ofav2 architectures on the evaluator and latency actor pools."""
+
+    cheap_metric_names = ("params_m", "macs_m")
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        run_dir: str | Path,
+        *,
+        archive: Any = None,
+        run_id: str | None = None,
+        profiles: Sequence[str] | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> None:
+        from pipeline.supernet.checkpoint import load_supernet
+
+        self.config = config
+        self.settings = config.evaluate
+        self.run_dir = Path(run_dir)
+        self.archive = archive
+        self.run_id = run_id or config.run.name
+        self.profiles = resolve_profiles(self.settings, profiles)
+        self.checkpoint = Path(checkpoint or self.settings.checkpoint or self.run_dir / DEFAULT_CHECKPOINT)
+        if not self.checkpoint.is_file():
+            raise CheckpointError(f"supernet checkpoint {self.checkpoint} does not exist")
+        self.local_net, _ = load_supernet(self.checkpoint)
+        self.space: OFAv2Space = self.local_net.space
+        self.cache_dir = Path(self.settings.onnx_cache or self.run_dir / "onnx_cache")
+        self.evaluations = 0
+        self._accuracy: dict[str, dict[str, float]] = {}
+        self._latency: dict[tuple[str, str], dict[str, float]] = {}
+        self._cheap: dict[str, dict[str, float]] = {}
+        self._arch_of: dict[str, Architecture] = {}
+        self.placements: dict[tuple[str, str], str] = {}
+        pools = [accuracy_pool(self.checkpoint, config.data, config.run.seed, self.settings, ACCURACY_POOL)]
+        pools += [
+            latency_pool(profile, self.space, self.local_net.num_classes, self.cache_dir, self.settings)
+            for profile in self.profiles
+        ]
+        self.dispatcher = Dispatcher(pools)
+
+    # ------------------------------------------------------------------------------ public API
+    @property
+    def profile_names(self) -> list[str]:
+        return [profile.name for profile in self.profiles]
+
+    @property
+    def pools(self):
+        return self.dispatcher.pools
+
+    def cheap_metrics(self, arch: Architecture) -> dict[str, float]:
+        """Exact params (M) and MACs (M) of ``arch``, from the local supernet copy; not counted."""
+        from pipeline.supernet.costs import arch_costs
+
+        arch = self.space.validate(arch)
+        key = arch_id(arch)
+        if key not in self._cheap:
+            self._cheap[key] = {name: float(value) for name, value in arch_costs(self.local_net, arch).items()}
+        return dict(self._cheap[key])
+
+    def evaluate(
+        self,
+        archs: Sequence[Architecture],
+        *,
+        iteration: int = 0,
+        source: str = "search",
+        predicted_top1: Sequence[float | None] | None = None,
+    ) -> list[EvaluationResult]:
+        """Truly evaluate ``archs`` (what is already measured is reused); one result each, in order."""
+        canonical = [self.space.validate(arch) for arch in archs]
+        ids = [arch_id(arch) for arch in canonical]
+        predicted = dict(zip(ids, predicted_top1, strict=True)) if predicted_top1 is not None else {}
+        unique = dict(zip(ids, canonical, strict=True))
+        known = self._known_rows(list(unique))
+        items, needed = self._plan(unique, known)
+        self.evaluations += sum(1 for item in items if item.pool == ACCURACY_POOL)
+        finished: dict[str, EvaluationResult] = {}
+        buffer: list[dict[str, Any]] = []
+        acks: list[Any] = []
+        collected: dict[str, dict[str, Outcome]] = {key: {} for key in unique}
+
+        def flush() -> None:
+            if buffer and self.archive is not None:
+                acks.append(self.archive.upsert.remote(list(buffer), merge=True))
+            buffer.clear()
+
+        def complete(key: str) -> None:
+            result = self._result(unique[key], key, known.get(key), collected[key])
+            finished[key] = result
+            if needed[key]:
+                buffer.append(result_row(
+                    result, run_id=self.run_id, space=self.space.name, arch_text=self.space.to_text(unique[key]),
+                    iteration=iteration, source=source, predicted_top1=predicted.get(key),
+                ))
+                if len(buffer) >= self.settings.archive_batch_size:
+                    flush()
+
+        def on_outcomes(outcomes: list[Outcome]) -> None:
+            for outcome in outcomes:
+                key = outcome.key.split("|", 1)[0]
+                collected[key][outcome.pool] = outcome
+                if len(collected[key]) == needed[key]:
+                    complete(key)
+
+        for key in unique:
+            if needed[key] == 0:
+                complete(key)
+        self.dispatcher.run(items, on_outcomes=on_outcomes)
+        flush()
+        if acks:
+            import ray
+
+            ray.get(acks)
+        return [finished[key] for key in ids]
+
+    def latency_predictor(self, profile: str, model: str = "linear") -> LatencyPredictor:
+        """A ``LatencyPredictor`` for ``profile`` fitted on every latency this evaluator measured."""
+        resolve_profiles(self.settings, [profile])
+        pairs = [(key, metrics[latency_metric(profile)]) for (key, name), metrics in self._latency.items()
+                 if name == profile]
+        archs = [self._arch_of[key] for key, _ in pairs]
+        features = [self.cheap_metrics(arch) for arch in archs]
+        return LatencyPredictor.fit(self.space, archs, [value for _, value in pairs], features, model=model)
+
+    def shutdown(self) -> None:
+        """Kill the actor pools (the archive actor belongs to the caller)."""
+        self.dispatcher.shutdown()
+
+    def __enter__(self) -> OFAv2ActorEvaluator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------------------ internals
+    def _known_rows(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        if self.archive is None or not keys:
+            return {}
+        import ray
+
+        return ray.get(self.archive.get_if_exists.remote(keys))
+
+    def _plan(
+        self, unique: dict[str, Architecture], known: dict[str, dict[str, Any]]
+    ) -> tuple[list[WorkItem], dict[str, int]]:
+        """Work items for what is not measured yet, and how many pieces each architecture waits for."""
+        items: list[WorkItem] = []
+        needed: dict[str, int] = {}
+        for key, arch in unique.items():
+            self._arch_of[key] = arch
+            row = known.get(key) or {}
+            row_ok = row.get("status") == "ok"
+            count = 0
+            if key not in self._accuracy and not (row_ok and _finite(row.get("top1"))):
+                items.append(WorkItem(f"{key}|{ACCURACY_POOL}", ACCURACY_POOL, arch))
+                count += 1
+            for profile in self.profiles:
+                if (key, profile.name) in self._latency or (row_ok and _finite(row.get(latency_metric(profile.name)))):
+                    continue
+                items.append(WorkItem(f"{key}|{profile.name}", profile.name, arch))
+                count += 1
+            needed[key] = count
+        return items, needed
+
+    def _result(
+        self, arch: Architecture, key: str, row: dict[str, Any] | None, outcomes: dict[str, Outcome]
+    ) -> EvaluationResult:
+        metrics: dict[str, float] = {}
+        if row and row.get("status") == "ok":
+            metrics.update({name: float(value) for name, value in row.items()
+                            if (name in ("top1", "params_m", "macs_m") or name.startswith(("top1@", "latency_")))
+                            and _finite(value)})
+        metrics.update(self._accuracy.get(key, {}))
+        for profile in self.profiles:
+            metrics.update(self._latency.get((key, profile.name), {}))
+        errors = []
+        for pool, outcome in outcomes.items():
+            if outcome.status != "ok":
+                errors.append(f"{pool}: {outcome.error}")
+                continue
+            value = outcome.value
+            metrics.update(value["metrics"])
+            if pool == ACCURACY_POOL:
+                self._accuracy[key] = dict(value["metrics"])
+            else:
+                self._latency[(key, pool)] = dict(value["metrics"])
+                self.placements[(key, pool)] = value.get("node_id", "")
+        if errors:
+            return EvaluationResult(arch, key, metrics, status="failed", error="; ".join(errors))
+        return EvaluationResult(arch, key, metrics)

@@ -1,0 +1,189 @@
+"""Evaluator actors, latency actors and dispatch together, on a tiny supernet and synthetic data."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import load_config
+from pipeline.errors import ArchitectureError, ProfileError
+from pipeline.evaluate.interface import Objective
+from pipeline.space.ofav2 import OFAv2Space
+
+TINY = {"stage_widths": (8, 8, 16, 16, 24), "resolutions": (16, 20, 24)}
+OVERRIDES = [
+    "run.name=evaltest", "data.dataset=synthetic", "data.synthetic_images=120", "data.synthetic_classes=4",
+    "supernet.stage_widths=[8,8,16,16,24]", "supernet.resolutions=[16,20,24]",
+    "evaluate.num_evaluators=2", "evaluate.evaluator_num_cpus=0.5", "evaluate.calibration_images=24",
+    "evaluate.calibration_batch_size=8", "evaluate.eval_batch_size=16", "evaluate.archive_batch_size=2",
+    "evaluate.candidate_timeout_s=120",
+    "evaluate.profiles=[{name: local_one_thread, threads: 1, warmup: 1, repeats: 3, num_cpus: 0.25}]",
+]
+OBJECTIVES = [Objective("top1", "max"), Objective("latency_ms@local_one_thread", "min")]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory with a freshly initialised tiny supernet published as supernet/supernet.pt."""
+    from pipeline.supernet import OFAv2Supernet
+    from pipeline.supernet.checkpoint import save_supernet
+
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("evalrun")
+    (run_dir / "supernet").mkdir()
+    save_supernet(run_dir / "supernet" / "supernet.pt", OFAv2Supernet(OFAv2Space(**TINY), 4))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(None, OVERRIDES)
+
+
+def _archs(count: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [OFAv2Space(**TINY).sample(rng) for _ in range(count)]
+
+
+def test_worker_accuracy_equals_direct_computation_after_bn_recalibration(run_dir, config):
+    from pipeline.evaluate.actors import AccuracyWorker
+    from pipeline.supernet.bn import recalibrate_bn
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.supernet.costs import count_costs
+
+    worker = AccuracyWorker(str(run_dir / "supernet" / "supernet.pt"), config.data.model_dump(), 0,
+                            config.evaluate.model_dump())
+    arch = _archs(1, 3)[0] | {"exit": 4}
+    metrics = worker.run(arch)["metrics"]
+    assert set(metrics) >= {"top1", "top1@exit1", "top1@exit4", "params_m", "macs_m"}
+    assert metrics["top1"] == metrics["top1@exit4"]
+    # Direct computation: a fresh copy of the checkpoint, recalibrated on the same subset, then extracted.
+    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    scorer = worker.scorer
+    resolution = arch["resolution"]
+    stale = net.extract(arch, all_exits=True).eval()
+    recalibrate_bn(net, scorer.calibration_batches(resolution), arch=arch)
+    subnet = net.extract(arch, all_exits=True).eval()
+    _, val = scorer.inputs(resolution)
+    with torch.inference_mode():
+        exits = subnet(val)
+        stale_exits = stale(val)
+    direct = [100.0 * float((logits.argmax(1) == scorer.val_labels).double().mean()) for logits in exits]
+    assert [metrics[f"top1@exit{i + 1}"] for i in range(4)] == pytest.approx(direct)
+    assert not torch.allclose(exits[-1], stale_exits[-1])  # recalibration changed the statistics used
+    costs = count_costs(net.extract(arch), resolution)
+    assert metrics["params_m"] == pytest.approx(costs["params_m"]) and metrics["macs_m"] == pytest.approx(costs["macs_m"])
+
+
+def test_worker_reloads_a_newer_checkpoint_between_batches(run_dir, config, tmp_path):
+    import os
+    import shutil
+
+    from pipeline.evaluate.actors import AccuracyWorker
+
+    path = tmp_path / "supernet.pt"
+    shutil.copy(run_dir / "supernet" / "supernet.pt", path)
+    worker = AccuracyWorker(str(path), config.data.model_dump(), 0, config.evaluate.model_dump())
+    assert worker.loads == 1 and not worker.reload_if_newer()
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert worker.run(_archs(1, 4)[0])["checkpoint_loads"] == 2
+
+
+def test_evaluate_streams_rows_once_and_reuses_measurements(ray_local, run_dir, config):
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.search.archive import start_archive
+    from pipeline.search.records import read_parquet
+
+    ray = ray_local
+    archive = start_archive(run_dir, "evaltest", "ofav2", OBJECTIVES, name="archive-evaltest")
+    evaluator = OFAv2ActorEvaluator(config, run_dir, archive=archive)
+    try:
+        archs = _archs(4, 5)
+        results = evaluator.evaluate(archs + archs[:1], iteration=1, source="init")
+        assert [r.status for r in results] == ["ok"] * 5, [r.error for r in results]
+        assert results[0].metrics == results[4].metrics and evaluator.evaluations == 4
+        for name in ("top1", "params_m", "macs_m", "latency_ms@local_one_thread",
+                     "latency_p90_ms@local_one_thread", "latency_cv@local_one_thread"):
+            assert name in results[0].metrics
+        assert results[0].metrics == {**results[0].metrics, **evaluator.cheap_metrics(archs[0])}
+        frame = read_parquet(run_dir / "archive.parquet")
+        assert sorted(frame["arch_id"]) == sorted({r.arch_id for r in results})
+        assert set(frame["source"]) == {"init"} and frame["is_pareto"].any()
+        again = evaluator.evaluate(archs[:2])
+        assert evaluator.evaluations == 4  # measured once per (arch_id, profile): nothing re-run
+        assert again[0].metrics["top1"] == results[0].metrics["top1"]
+        assert ray.get(archive.size.remote()) == 4
+    finally:
+        evaluator.shutdown()
+        ray.kill(archive, no_restart=True)
+
+
+def test_killed_evaluator_actor_loses_no_candidate(ray_local, run_dir, config, tmp_path):
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.search.archive import start_archive
+
+    ray = ray_local
+    archive = start_archive(tmp_path, "evaltest", "ofav2", OBJECTIVES, name="archive-evaluator-loss")
+    evaluator = OFAv2ActorEvaluator(config, run_dir, archive=archive, checkpoint=run_dir / "supernet" / "supernet.pt")
+    stats = evaluator.dispatcher.stats
+    victim = evaluator.pools["accuracy"].actors[0]
+
+    def kill_mid_batch() -> None:
+        deadline = time.monotonic() + 120
+        while stats.completed < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ray.kill(victim, no_restart=True)
+
+    killer = threading.Thread(target=kill_mid_batch)
+    killer.start()
+    try:
+        archs = _archs(8, 6)
+        results = evaluator.evaluate(archs)
+        killer.join()
+        assert all(r.status == "ok" for r in results), [r.error for r in results]
+        assert stats.actors_replaced >= 1 and stats.resubmitted >= 1
+        frame = ray.get(archive.frame.remote())
+        assert len(frame) == 8 and frame["arch_id"].is_unique
+        assert set(frame["arch_id"]) == {r.arch_id for r in results}
+    finally:
+        evaluator.shutdown()
+        ray.kill(archive, no_restart=True)
+
+
+def test_failing_candidate_becomes_failed_row_and_run_goes_on(ray_local, run_dir, config, tmp_path):
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.search.archive import start_archive
+    from pipeline.space.base import arch_id
+
+    ray = ray_local
+    cache = tmp_path / "onnx"
+    broken = _archs(3, 7)
+    # A directory where the broken candidate's ONNX file should go: its export throws on os.replace.
+    (cache / f"{arch_id(broken[1])}_r{broken[1]['resolution']}_b1.onnx").mkdir(parents=True)
+    settings = config.model_copy(deep=True)
+    settings.evaluate.onnx_cache = str(cache)
+    settings.evaluate.num_evaluators = 1
+    archive = start_archive(tmp_path, "evaltest", "ofav2", OBJECTIVES, name="archive-failures")
+    with OFAv2ActorEvaluator(settings, run_dir, archive=archive) as evaluator:
+        results = evaluator.evaluate(broken)
+        with pytest.raises(ArchitectureError, match="resolution"):
+            evaluator.evaluate([broken[0] | {"resolution": 99}])
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert "local_one_thread" in results[1].error and "Error" in results[1].error
+    frame = ray.get(archive.frame.remote()).set_index("arch_id")
+    assert frame.loc[results[1].arch_id, "status"] == "failed"
+    assert frame.loc[results[1].arch_id, "error"] == results[1].error
+    assert frame.loc[results[0].arch_id, "status"] == "ok"
+    ray.kill(archive, no_restart=True)
+
+
+def test_unknown_profile_is_a_clear_error_before_any_actor_starts(run_dir, config):
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+
+    with pytest.raises(ProfileError, match="unknown hardware profile 'tpu'"):
+        OFAv2ActorEvaluator(config, run_dir, profiles=["tpu"])
