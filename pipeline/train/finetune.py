@@ -1,0 +1,268 @@
+"""Post-processing fine-tuning of chosen subnets (NATv2), one Ray Tune trial per architecture.
+
+For each architecture:
+
+1. extract the subnet from the trained supernet (with all exits up to the chosen one when
+   ``joint_exits`` and the supernet has early exits) and recalibrate its BatchNorm;
+2. train on the training split with early stopping on validation loss (``patience``,
+   ``max_epochs``, cosine schedule over ``max_epochs``);
+3. retrain from the same extracted weights on train + validation for the best epoch count
+   (cosine over that count), then measure test accuracy — the test split is used only here;
+4. export ONNX to ``RUN_DIR/models/<arch_id>.onnx`` and check ONNX Runtime against torch.
+
+``finetune_architecture`` does one architecture without Ray; ``run_finetune`` runs the trials
+with Ray Tune and writes ``finetuned.parquet``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.config import DataConfig, FinetuneConfig
+from pipeline.data import load_splits_from_config
+from pipeline.data.augment import eval_transform, train_transform
+from pipeline.data.batching import iterate_batches
+from pipeline.data.splits import Splits
+from pipeline.search.records import utc_now, write_parquet_atomic
+from pipeline.space.base import SearchSpace
+from pipeline.supernet.bn import recalibrate_bn
+from pipeline.supernet.checkpoint import load_supernet
+from pipeline.supernet.costs import count_costs
+from pipeline.supernet.export import export_onnx, ort_session
+from pipeline.train.losses import multi_exit_loss
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+def _as_exit_list(output: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return list(output) if isinstance(output, (tuple, list)) else [output]
+
+
+def _loss(output, labels: torch.Tensor, exit_weights: Sequence[float], label_smoothing: float) -> torch.Tensor:
+    exits = _as_exit_list(output)
+    if len(exits) == 1:
+        return F.cross_entropy(exits[0], labels, label_smoothing=label_smoothing)
+    weights = np.asarray(exit_weights[: len(exits)], dtype=float)
+    return multi_exit_loss(exits, labels, (weights / weights.sum()).tolist(), label_smoothing)
+
+
+def evaluate_module(
+    module: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, resolution: int,
+    batch_size: int, device: torch.device,
+) -> tuple[float, float]:
+    """(cross-entropy, top-1 %) of the module's last output on uint8 images."""
+    module.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = eval_transform(images[start:start + batch_size].to(device), splits.mean, splits.std, resolution)
+            y = labels[start:start + batch_size].to(device)
+            logits = _as_exit_list(module(x))[-1]
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+    count = max(1, len(images))
+    return total_loss / count, 100.0 * correct / count
+
+
+def _train_epochs(
+    module: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, resolution: int,
+    settings: FinetuneConfig, exit_weights: Sequence[float], epochs: int, seed: int, device: torch.device,
+    on_epoch: Callable[[int, float], bool] | None = None,
+) -> None:
+    """Train for up to ``epochs``; ``on_epoch(epoch, train_loss)`` returning True stops early."""
+    decay, no_decay = [], []
+    for name, parameter in module.named_parameters():
+        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        module.train()
+        losses = []
+        for x, y in iterate_batches(images, labels, settings.batch_size, shuffle=True, generator=generator,
+                                    drop_last=len(images) > settings.batch_size):
+            x = train_transform(x.to(device), splits.mean, splits.std, resolution, generator)
+            loss = _loss(module(x), y.to(device), exit_weights, settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        scheduler.step()
+        if on_epoch is not None and on_epoch(epoch, float(np.mean(losses)) if losses else math.nan):
+            return
+
+
+def finetune_architecture(
+    arch: dict[str, Any],
+    supernet_path: str | Path,
+    data: DataConfig,
+    settings: FinetuneConfig,
+    models_dir: str | Path,
+    seed: int = 0,
+    exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
+    report: Reporter | None = None,
+    splits: Splits | None = None,
+) -> dict[str, Any]:
+    """Fine-tune one architecture (two stages), export it to ONNX, and return its row."""
+    started = time.perf_counter()
+    device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
+    supernet, _ = load_supernet(supernet_path)
+    space = supernet.space
+    arch = space.validate(arch)
+    arch_id = space.arch_id(arch)
+    resolution = int(arch["resolution"])
+    splits = splits or load_splits_from_config(data, seed=seed)
+    joint = settings.joint_exits and "exit" in arch
+    initial = supernet.extract(arch, all_exits=joint)
+    calibration = [eval_transform(splits.train_images[i:i + 256], splits.mean, splits.std, resolution)
+                   for i in range(0, min(len(splits.train_images), 2000), 256)]
+    recalibrate_bn(initial, calibration)
+    del supernet
+    _, top1_before = evaluate_module(initial, splits.val_images, splits.val_labels, splits, resolution,
+                                     settings.batch_size, device)
+
+    # Stage 1: early stopping on validation loss.
+    module = copy.deepcopy(initial).to(device)
+    best = {"epoch": 0, "val_loss": math.inf}
+    stale = [0]
+
+    def after_epoch(epoch: int, train_loss: float) -> bool:
+        val_loss, val_top1 = evaluate_module(module, splits.val_images, splits.val_labels, splits, resolution,
+                                             settings.batch_size, device)
+        if val_loss < best["val_loss"]:
+            best.update(epoch=epoch + 1, val_loss=val_loss, val_top1=val_top1)
+            stale[0] = 0
+        else:
+            stale[0] += 1
+        if report is not None:
+            report({"stage": 1, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_top1": val_top1})
+        return stale[0] >= settings.patience
+
+    _train_epochs(module, splits.train_images, splits.train_labels, splits, resolution, settings, exit_weights,
+                  settings.max_epochs, seed, device, after_epoch)
+    best_epochs = max(1, int(best["epoch"]))
+
+    # Stage 2: retrain on train + validation for the best epoch count, then test.
+    module = copy.deepcopy(initial).to(device)
+    images = torch.cat([splits.train_images, splits.val_images])
+    labels = torch.cat([splits.train_labels, splits.val_labels])
+    _train_epochs(module, images, labels, splits, resolution, settings, exit_weights, best_epochs, seed + 1, device)
+    test_images, test_labels = (splits.test_images, splits.test_labels) if len(splits.test_images) else (
+        splits.val_images, splits.val_labels)
+    test_loss, test_top1 = evaluate_module(module, test_images, test_labels, splits, resolution,
+                                           settings.batch_size, device)
+
+    module = module.cpu().eval()
+    onnx_path = Path(models_dir) / f"{arch_id}.onnx"
+    export_onnx(module, onnx_path, resolution, batch_size=settings.export_batch_size)
+    probe = torch.randn(settings.export_batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = _as_exit_list(module(probe))[-1].numpy()
+    session = ort_session(onnx_path)
+    produced = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[-1]
+    costs = count_costs(module, resolution)
+    return {
+        "arch_id": arch_id,
+        "top1": test_top1,
+        "test_loss": test_loss,
+        "val_top1": float(best.get("val_top1", math.nan)),
+        "top1_before": top1_before,
+        "best_epochs": best_epochs,
+        "params_m": costs["params_m"],
+        "macs_m": costs["macs_m"],
+        "onnx_path": str(onnx_path),
+        "onnx_max_abs_diff": float(np.abs(produced - expected).max()),
+        "joint_exits": joint,
+        "finetune_s": time.perf_counter() - started,
+    }
+
+
+def _tune_trial(trial_config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: fine-tune ``trial_config['arch']`` and report every epoch."""
+    from ray import tune
+
+    row = finetune_architecture(
+        arch=trial_config["arch"],
+        supernet_path=trial_config["supernet_path"],
+        data=DataConfig.model_validate(trial_config["data"]),
+        settings=FinetuneConfig.model_validate(trial_config["settings"]),
+        models_dir=trial_config["models_dir"],
+        seed=trial_config["seed"],
+        exit_weights=trial_config["exit_weights"],
+        report=lambda metrics: tune.report({**metrics, "done": False}),
+    )
+    tune.report({**row, "done": True})
+
+
+def run_finetune(
+    archs: Sequence[dict[str, Any]],
+    *,
+    space: SearchSpace,
+    run_dir: str | Path,
+    run_id: str,
+    data: DataConfig,
+    settings: FinetuneConfig,
+    seed: int = 0,
+    exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
+    metadata: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One Ray Tune trial per architecture; writes ``RUN_DIR/finetuned.parquet`` atomically."""
+    from ray import tune
+
+    run_dir = Path(run_dir).resolve()
+    base = {
+        "supernet_path": str(run_dir / "supernet" / "supernet.pt"),
+        "data": data.model_dump(mode="json"),
+        "settings": settings.model_dump(mode="json"),
+        "models_dir": str(run_dir / "models"),
+        "seed": seed,
+        "exit_weights": list(exit_weights),
+    }
+    resources = {"cpu": settings.cpus_per_trial, "gpu": 1.0 if settings.use_gpu else 0.0}
+    tuner = tune.Tuner(
+        tune.with_resources(_tune_trial, resources),
+        param_space={**base, "arch": tune.grid_search(list(archs))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials),
+        run_config=tune.RunConfig(
+            name=f"finetune-{run_id}-{int(time.time() * 1000)}",
+            storage_path=str(run_dir / "tune"),
+            verbose=1,
+        ),
+    )
+    grid = tuner.fit()
+    rows = []
+    for result in grid:
+        arch = result.config["arch"]
+        row = {"run_id": run_id, "arch_id": space.arch_id(arch), "arch": space.to_text(arch),
+               "space": space.name, "iteration": 0, "source": "finetune", "evaluated_at": utc_now()}
+        if result.error is None and result.metrics.get("done"):
+            row.update({k: v for k, v in result.metrics.items() if k in _ROW_KEYS})
+            row.update(status="ok", error="")
+        else:
+            row.update(status="failed", error=str(result.error).splitlines()[0] if result.error else
+                       "trial ended before reporting a result")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    write_parquet_atomic(frame, run_dir / "finetuned.parquet", metadata or {})
+    return frame
+
+
+_ROW_KEYS = {
+    "arch_id", "top1", "test_loss", "val_top1", "top1_before", "best_epochs", "params_m", "macs_m",
+    "onnx_path", "onnx_max_abs_diff", "joint_exits", "finetune_s",
+}

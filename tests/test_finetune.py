@@ -1,0 +1,59 @@
+"""Post-processing fine-tuning: early stopping, retraining, ONNX export, Ray Tune trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.config import DataConfig, FinetuneConfig
+from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet import OFAv2Supernet
+from pipeline.supernet.checkpoint import save_supernet
+from pipeline.train.finetune import finetune_architecture, run_finetune
+
+DATA = DataConfig(dataset="synthetic", synthetic_images=160, synthetic_classes=4)
+
+
+@pytest.fixture(scope="module")
+def supernet_run(tmp_path_factory):
+    torch.manual_seed(0)
+    run_dir = tmp_path_factory.mktemp("ft_run")
+    space = OFAv2Space(stage_widths=(8, 8, 16, 16, 16), resolutions=(16,))
+    save_supernet(run_dir / "supernet" / "supernet.pt", OFAv2Supernet(space, num_classes=4))
+    return run_dir, space
+
+
+def test_early_stopping_and_retrain(supernet_run, tmp_path):
+    run_dir, space = supernet_run
+    arch = space.sample(np.random.default_rng(1))
+    epochs_seen = []
+    settings = FinetuneConfig(max_epochs=30, patience=1, batch_size=32, lr=0.5, optimizer="sgd")
+    row = finetune_architecture(arch, run_dir / "supernet" / "supernet.pt", DATA, settings, tmp_path,
+                                report=lambda m: epochs_seen.append(m["epoch"]))
+    # patience 1 with a huge learning rate: validation loss must worsen well before 30 epochs
+    assert len(epochs_seen) < 30
+    assert 1 <= row["best_epochs"] <= len(epochs_seen)
+    assert row["onnx_max_abs_diff"] <= 1e-4
+    assert (tmp_path / f"{row['arch_id']}.onnx").is_file()
+    assert 0.0 <= row["top1"] <= 100.0
+
+
+def test_tune_trials_write_finetuned_parquet(supernet_run, ray_local):
+    run_dir, space = supernet_run
+    rng = np.random.default_rng(2)
+    archs = [space.sample(rng) for _ in range(2)]
+    settings = FinetuneConfig(max_epochs=2, patience=2, batch_size=32, lr=1e-3)
+    frame = run_finetune(archs, space=space, run_dir=run_dir, run_id="ft", data=DATA, settings=settings)
+    assert sorted(frame["arch_id"]) == sorted(space.arch_id(a) for a in archs)
+    assert (frame["status"] == "ok").all(), frame["error"].tolist()
+    assert (frame["source"] == "finetune").all()
+    for path in frame["onnx_path"]:
+        assert path.endswith(".onnx")
+
+
+
+    on_disk = pd.read_parquet(run_dir / "finetuned.parquet")
+    assert {"top1", "params_m", "macs_m", "best_epochs", "onnx_path", "arch"} <= set(on_disk.columns)
+    assert len(list((run_dir / "models").glob("*.onnx"))) == 2
