@@ -24,7 +24,7 @@ from torch import nn
 from pipeline.space.base import Architecture
 from pipeline.space.ofav2 import MAX_BLOCKS_PER_STAGE, NUM_STAGES, OFAv2Space
 from pipeline.supernet.blocks import ElasticBlock
-from pipeline.supernet.dynamic_ops import make_divisible
+from pipeline.supernet.dynamic_ops import ElasticDepthwiseKernel, make_divisible
 from pipeline.supernet.layers import Block, ExitHead, MBConv, conv_bn_act, run_stage
 
 STEM_WIDTH = 16
@@ -43,7 +43,9 @@ def _first_block(channels: int) -> Block:
 class OFAv2Supernet(nn.Module):
     """The weight-sharing OFAv2 supernet of a space (its variant and choice lists)."""
 
-    def __init__(self, space: OFAv2Space, num_classes: int, dropout: float = 0.1) -> None:
+    def __init__(self, space: OFAv2Space, num_classes: int, dropout: float = 0.1, seed: int | None = None) -> None:
+        """``seed`` makes the weight initialisation reproducible (its own generator; the global RNG
+        is neither read nor re-seeded then)."""
         super().__init__()
         if num_classes < 1:
             raise ValueError("num_classes must be positive")
@@ -75,17 +77,20 @@ class OFAv2Supernet(nn.Module):
                      self.num_classes, self.dropout)
             for s in head_stages
         )
-        self._init_weights()
+        self._init_weights(None if seed is None else torch.Generator().manual_seed(int(seed)))
         self.set_active(space.largest())
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, generator: torch.Generator | None) -> None:
+        """OFA's initialisation: He (fan-out) for convolutions, N(0, 0.01) for classifiers."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", generator=generator)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+            elif isinstance(module, ElasticDepthwiseKernel):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", generator=generator)
             elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.normal_(module.weight, 0, 0.01, generator=generator)
                 nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------------ activation
