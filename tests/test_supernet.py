@@ -185,6 +185,7 @@ def test_kernel_transformation_is_learned_not_a_crop():
     assert float(depthwise.transform(7, 5).grad.abs().sum()) > 0
 
 
+@torch.no_grad()
 def test_reorganize_channels_sorts_by_importance_and_keeps_function():
     space, net = make_net(early_exits=False)
     x = images(2)
