@@ -1,0 +1,152 @@
+"""Supernet-versus-extracted-subnet speed benchmark (the library side of ``jobs/bench_supernet.py``).
+
+For each architecture the supernet (with the architecture active) and its extracted static module
+are timed side by side in one process: every repeat times one supernet call and one static call
+back to back, alternating which goes first, and the ratio of that pair is recorded. The reported
+ratio is the median over repeats of these paired ratios, which cancels slow drifts of machine
+load (other processes share the CPU). Two measurements:
+
+- ``train_step_ratio``: zero_grad + forward + cross-entropy + backward + SGD step (Nesterov,
+  momentum 0.9, weight decay 3e-5), train mode;
+- ``inference_ratio``: eval-mode forward under ``torch.inference_mode``.
+
+``max_abs_diff`` is the largest absolute logit difference in eval mode before any timing.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.space.base import Architecture, arch_id
+from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet.network import OFAv2Supernet
+
+VARIANTS = {"SE_B": (False, False), "EE_D": (True, True)}
+COLUMNS = ["variant", "arch_id", "train_step_ratio", "inference_ratio", "max_abs_diff"]
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def _inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+def paired_ratio(first: Callable[[], None], second: Callable[[], None], repeats: int, warmup: int = 2) -> dict:
+    """Median over repeats of time(first) / time(second), timed back to back in alternating order."""
+    for _ in range(warmup):
+        first()
+        second()
+    ratios, times_a, times_b = [], [], []
+    for repeat in range(repeats):
+        order = (first, second) if repeat % 2 == 0 else (second, first)
+        elapsed = {}
+        for fn in order:
+            start = time.perf_counter()
+            fn()
+            elapsed[fn] = time.perf_counter() - start
+        times_a.append(elapsed[first])
+        times_b.append(elapsed[second])
+        ratios.append(elapsed[first] / elapsed[second])
+    return {"ratio": statistics.median(ratios), "first_ms": 1e3 * statistics.median(times_a),
+            "second_ms": 1e3 * statistics.median(times_b)}
+
+
+def compare_arch(net: OFAv2Supernet, arch: Architecture, batch: int, resolution: int, repeats: int,
+                 seed: int = 0) -> dict:
+    """Side-by-side timings of the supernet with ``arch`` active and its extracted module."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, resolution, resolution, generator=gen)
+    y = torch.randint(0, net.num_classes, (batch,), generator=gen)
+    net.set_active(arch)
+    net.eval()
+    static = net.extract(arch)
+    with torch.inference_mode():
+        max_abs_diff = float((net(x) - static(x)).abs().max())
+    net.train()
+    static.train()
+
+    def sgd(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True, weight_decay=3e-5)
+
+    train = paired_ratio(_train_step(net, sgd(net), x, y), _train_step(static, sgd(static), x, y), repeats)
+    net.eval()
+    static.eval()
+    infer = paired_ratio(_inference(net, x), _inference(static, x), repeats)
+    return {
+        "train_step_ratio": train["ratio"], "inference_ratio": infer["ratio"], "max_abs_diff": max_abs_diff,
+        "supernet_train_ms": train["first_ms"], "static_train_ms": train["second_ms"],
+        "supernet_inference_ms": infer["first_ms"], "static_inference_ms": infer["second_ms"],
+    }
+
+
+def benchmark_archs(space: OFAv2Space, num_random: int, resolution: int,
+                    rng: np.random.Generator) -> list[tuple[str, Architecture]]:
+    """min, max and ``num_random`` uniformly sampled architectures, all at ``resolution``."""
+    named = [("min", space.smallest()), ("max", space.largest())]
+    named += [("random", space.sample(rng)) for _ in range(num_random)]
+    return [(kind, space.validate(dict(arch, resolution=resolution))) for kind, arch in named]
+
+
+def run_benchmark(variants: Sequence[str] = tuple(VARIANTS), batch: int = 32, resolution: int = 64,
+                  threads: int = 2, repeats: int = 15, num_random: int = 3, num_classes: int = 200,
+                  stage_widths: Sequence[int] = (24, 40, 80, 112, 160), seed: int = 0,
+                  log: Callable[[str], None] = print) -> pd.DataFrame:
+    """One row per (variant, architecture) with the ratios and the extraction error."""
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for variant in variants:
+        early_exits, dense = VARIANTS[variant]
+        space = OFAv2Space(early_exits=early_exits, dense_skips=dense, stage_widths=stage_widths,
+                           resolutions=sorted({resolution, *OFAv2Space().resolutions}))
+        net = OFAv2Supernet(space, num_classes, seed=seed)
+        for kind, arch in benchmark_archs(space, num_random, resolution, rng):
+            row = {"variant": variant, "arch_id": arch_id(arch), "arch_kind": kind}
+            row.update(compare_arch(net, arch, batch, resolution, repeats, seed))
+            log(f"{variant} {kind:6s} {row['arch_id']} train {row['train_step_ratio']:.3f} "
+                f"({row['supernet_train_ms']:.0f}/{row['static_train_ms']:.0f} ms) inference "
+                f"{row['inference_ratio']:.3f} ({row['supernet_inference_ms']:.1f}/{row['static_inference_ms']:.1f} ms) "
+                f"diff {row['max_abs_diff']:.1e}")
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+
+
+def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``frame`` to ``path`` atomically (temporary file, then ``os.replace``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
