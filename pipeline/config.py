@@ -268,6 +268,65 @@ class FinetuneConfig(Section):
     export_batch_size: int = Field(1, ge=1)
 
 
+class ObjectiveSpec(Section):
+    """One search objective: a metric name and whether it is minimised or maximised."""
+
+    name: str
+    direction: Literal["min", "max"]
+
+
+class AdaptationConfig(Section):
+    """NAT supernet adaptation between search iterations (``ofav2`` only)."""
+
+    enabled: bool = False
+    epochs: int = Field(1, ge=1)
+    archs_sampled: int = Field(150, ge=1)
+
+
+class SearchConfig(Section):
+    """NATv2 search. The defaults are the engine's tuned defaults (``jobs/bench_search.py``)."""
+
+    space: Literal["ofav2", "natsbench"] = "ofav2"
+    table: str | None = None  # natsbench only: the NATS-Bench-format CSV
+    objectives: list[ObjectiveSpec] = [
+        ObjectiveSpec(name="top1", direction="max"), ObjectiveSpec(name="params_m", direction="min"),
+    ]
+    max_evaluations: int = Field(300, ge=1)
+    iterations: int | None = Field(None, ge=1)  # None: until max_evaluations
+    archive_size: int = Field(300, ge=2)
+    initial_size: int | None = Field(None, ge=2)  # None: initial_fraction x max_evaluations
+    initial_fraction: float = Field(0.2, gt=0.0, le=1.0)
+    min_initial_size: int = Field(10, ge=2)
+    initial_factor: float = Field(1.0, ge=1.0)  # pre-processing: evaluate factor x initial size
+    candidates_per_iteration: int = Field(10, ge=1)
+    surrogates: list[Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]] = Field(
+        ["lgbm", "rf", "gp", "ridge"], min_length=1
+    )
+    ensemble_size: int = Field(0, ge=0)
+    cv_folds: int = Field(5, ge=2)
+    surrogate_population: int = Field(100, ge=4)
+    surrogate_generations: int = Field(20, ge=1)
+    adaptation: AdaptationConfig = AdaptationConfig()
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _parse_objectives(cls, value: Any) -> Any:
+        """Accept ``"top1:max"`` strings beside ``{name, direction}`` mappings."""
+        if not isinstance(value, list):
+            return value
+        parsed = []
+        for item in value:
+            if isinstance(item, str):
+                name, sep, direction = item.rpartition(":")
+                if not sep or not name:
+                    raise ValueError(f"objective {item!r} must look like 'name:min' or 'name:max'")
+                item = {"name": name, "direction": direction}
+            parsed.append(item)
+        if len(parsed) < 2:
+            raise ValueError("at least two objectives are needed")
+        return parsed
+
+
 class PipelineConfig(Section):
     """The whole pipeline's configuration; each stage reads its own section."""
 
@@ -279,7 +338,7 @@ class PipelineConfig(Section):
     # config models below as they are built.
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
-    search: dict[str, Any] = {}
+    search: SearchConfig = SearchConfig()
     generate: dict[str, Any] = {}
     finetune: FinetuneConfig = FinetuneConfig()
 

@@ -1,0 +1,101 @@
+"""NATv2 search job.
+
+Benchmark mode (a NATS-Bench-format table, no Ray, no training):
+
+    python jobs/search.py --space natsbench --table PATH --evals N --seed S --out DIR [--resume]
+
+writes DIR/archive.parquet (every architecture truly evaluated), DIR/front.parquet (its
+non-dominated rows of max top1 / min params_m), DIR/fronts/iter_NNN.parquet, DIR/search_history.parquet
+and the resumable DIR/search_state.json. ``--config FILE [--set key=value ...]`` reads the same
+settings from the ``search`` section; flags override it. ``search.space: ofav2`` searches a trained
+supernet run directory (needs DIR/supernet/).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--space", choices=("natsbench", "ofav2"), help="search space (overrides search.space)")
+    parser.add_argument("--table", help="natsbench: NATS-Bench-format CSV (overrides search.table)")
+    parser.add_argument("--evals", type=int, help="evaluation budget (overrides search.max_evaluations)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
+    parser.add_argument("--iterations", type=int, help="iteration limit (overrides search.iterations)")
+    return parser.parse_args(argv)
+
+
+def apply_flags(config, args) -> None:
+    """Command-line flags override the config (validated like config values)."""
+    from pydantic import ValidationError
+
+    from pipeline.config import format_validation_error
+    from pipeline.errors import ConfigError
+
+    flags = ((config.search, "space", args.space), (config.search, "table", args.table),
+             (config.search, "max_evaluations", args.evals), (config.run, "seed", args.seed),
+             (config.search, "iterations", args.iterations))
+    for section, key, value in flags:
+        if value is not None:
+            try:
+                setattr(section, key, value)
+            except ValidationError as exc:
+                raise ConfigError(format_validation_error(exc).replace("config: ", "command line: ", 1)) from None
+
+
+def build_evaluator(config, run_dir: Path):
+    """The evaluator of the configured space: a table lookup, or the actor-backed ofav2 evaluator."""
+    from pipeline.errors import ConfigError
+
+    if config.search.space == "natsbench":
+        from pipeline.evaluate.table import TableEvaluator, load_table
+
+        if not config.search.table:
+            raise ConfigError("the natsbench space needs a table: pass --table PATH or set search.table")
+        evaluator = TableEvaluator(load_table(config.search.table))
+        available = {"top1", *evaluator.cheap_metric_names}
+        unknown = [o.name for o in config.search.objectives if o.name not in available]
+        if unknown:
+            raise ConfigError(f"search.objectives: {', '.join(unknown)} not available on natsbench "
+                              f"(available: {', '.join(sorted(available))})")
+        return evaluator
+    supernet_dir = run_dir / "supernet"
+    if not supernet_dir.is_dir() or not any(supernet_dir.iterdir()):
+        raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint in {supernet_dir}; "
+                          "run jobs/train_supernet.py with the same --out first")
+    raise ConfigError("the ofav2 search is not wired into jobs/search.py yet; use --space natsbench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.config import dump_config, load_config
+    from pipeline.evaluate.interface import Objective
+    from pipeline.search.driver import run_search
+    from pipeline.search.natv2 import NATv2Settings
+
+    args = parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    apply_flags(config, args)
+    run_dir = Path(args.out) if args.out else Path("runs") / config.run.name
+    evaluator = build_evaluator(config, run_dir)
+    objectives = [Objective(o.name, o.direction) for o in config.search.objectives]
+    settings = NATv2Settings.from_mapping(config.search.model_dump())
+    metadata = config.model_dump(mode="json")
+    result = run_search(
+        evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
+        resume=args.resume, metadata=metadata, log=print,
+        on_start=lambda: dump_config(config, run_dir / "config.yaml"),
+    )
+    last = result.history[-1] if result.history else {}
+    print(f"search finished: {result.evaluations} evaluations, archive {len(result.archive_ids)}, "
+          f"hypervolume {last.get('hypervolume', float('nan')):.4f}; results in {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)

@@ -1,0 +1,158 @@
+"""Search-quality benchmark on a NATS-Bench-format table (DESIGN.md, "Benchmarks").
+
+Objectives: minimise ``100 - accuracy`` and ``params_m``. A run's result is the set of
+architectures it truly evaluated; its score is HV(result) / HV(true front), both normalised by the
+true front's ideal and nadir, reference (1.1, 1.1) (``pareto.hypervolume_ratio``). Three methods
+get the same budget of distinct true evaluations: the NATv2 engine (its default settings), random
+search (uniform, without repeats) and plain pymoo NSGA-II (population 30, integer genes, SBX and
+polynomial mutation with rounding repair, duplicates eliminated) on the true evaluator.
+``derive_table`` builds a second table of the same format for robustness checks.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.problem import Problem
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+
+from pipeline.evaluate.interface import Evaluator, Objective
+from pipeline.search.archive_store import ArchiveStore
+from pipeline.search.natv2 import NATv2Engine, NATv2Settings
+from pipeline.search.pareto import hypervolume_ratio, pareto_mask
+from pipeline.space.base import SearchSpace
+
+BENCH_OBJECTIVES = (Objective("top1", "max"), Objective("params_m", "min"))
+METHODS = ("natv2", "random", "nsga2")
+
+
+def table_points(accuracy: np.ndarray, params_m: np.ndarray) -> np.ndarray:
+    """Minimisation-form points (100 - accuracy, params_m)."""
+    return np.column_stack([100.0 - np.asarray(accuracy, dtype=float), np.asarray(params_m, dtype=float)])
+
+
+def true_front(table: pd.DataFrame) -> np.ndarray:
+    points = table_points(table["accuracy"], table["params_m"])
+    return points[pareto_mask(points)]
+
+
+def score(metrics: Sequence[dict[str, float]], front: np.ndarray) -> float:
+    """HV ratio of the evaluated set against the true front."""
+    points = table_points([m["top1"] for m in metrics], [m["params_m"] for m in metrics])
+    return hypervolume_ratio(points, front)
+
+
+def run_random(evaluator: Evaluator, space: SearchSpace, budget: int, seed: int) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    seen: dict[str, dict] = {}
+    while len(seen) < budget:
+        arch = space.sample(rng)
+        seen.setdefault(space.arch_id(arch), arch)
+    return [r.metrics for r in evaluator.evaluate(list(seen.values()))]
+
+
+def run_nsga2(
+    evaluator: Evaluator, space: SearchSpace, budget: int, seed: int, population: int = 30
+) -> list[dict[str, float]]:
+    """Plain NSGA-II (ask/tell) on the true evaluator until ``budget`` distinct evaluations."""
+    upper = space.gene_upper_bounds().astype(float)
+    problem = Problem(n_var=len(upper), n_obj=2, xl=np.zeros(len(upper)), xu=upper, vtype=int)
+    algorithm = NSGA2(
+        pop_size=population, sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True,
+    )
+    algorithm.setup(problem, seed=seed, verbose=False)
+    cache: dict[str, dict[str, float]] = {}
+    while len(cache) < budget:
+        offspring = algorithm.ask()
+        values = []
+        for genes in offspring.get("X"):
+            arch = space.decode(genes)
+            key = space.arch_id(arch)
+            if key not in cache:
+                if len(cache) >= budget:
+                    values.append([np.inf, np.inf])
+                    continue
+                cache[key] = evaluator.evaluate([arch])[0].metrics
+            values.append([100.0 - cache[key]["top1"], cache[key]["params_m"]])
+        offspring.set("F", np.array(values))
+        algorithm.tell(infills=offspring)
+    return list(cache.values())
+
+
+def run_natv2(
+    evaluator: Evaluator, budget: int, seed: int, settings: NATv2Settings | None = None
+) -> list[dict[str, float]]:
+    settings = replace(settings or NATv2Settings(), max_evaluations=budget)
+    with tempfile.TemporaryDirectory(prefix="bench_natv2_") as run_dir:
+        sink = ArchiveStore(run_dir, run_id=f"bench-{seed}", space=evaluator.space.name, objectives=BENCH_OBJECTIVES)
+        engine = NATv2Engine(evaluator.space, evaluator, BENCH_OBJECTIVES, sink, run_dir, settings, seed)
+        result = engine.run()
+    return [r.metrics for r in result.records if r.status == "ok"]
+
+
+def derive_table(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A second table of the same format whose accuracies rank architectures differently.
+
+    Each (edge, operation) pair gets a seeded random effect and each pair of edges a seeded
+    interaction; the new accuracy mixes the original accuracy's rank with these effects, so the
+    best architecture per size changes while accuracy keeps a learnable structure.
+    """
+    from pipeline.space.natsbench import NATSBenchSpace
+
+    rng = np.random.default_rng(seed)
+    space = NATSBenchSpace()
+    genes = np.array([space.encode(space.from_text(text)) for text in table["arch"]])
+    main = rng.normal(0.0, 1.0, size=(genes.shape[1], int(genes.max()) + 1))
+    pair = rng.normal(0.0, 0.5, size=(genes.shape[1], genes.shape[1]))
+    effect = main[np.arange(genes.shape[1]), genes].sum(axis=1)
+    same = (genes[:, :, None] == genes[:, None, :]).astype(float)
+    effect += np.einsum("nij,ij->n", same, np.triu(pair, 1))
+    base = table["accuracy"].rank(pct=True).to_numpy()
+    mixed = 0.6 * base + 0.4 * pd.Series(effect).rank(pct=True).to_numpy()
+    accuracy = 40.0 + 55.0 * mixed ** 2 + rng.normal(0.0, 0.3, len(table))
+    return table.assign(accuracy=np.round(accuracy, 4))
+
+
+def benchmark(
+    make_evaluator: Callable[[], Evaluator],
+    front: np.ndarray,
+    budgets: Sequence[int],
+    seeds: Sequence[int],
+    methods: Sequence[str] = METHODS,
+    settings: NATv2Settings | None = None,
+) -> pd.DataFrame:
+    """One row per (method, budget, seed) with the HV ratio and the evaluations used.
+
+    ``make_evaluator`` returns a fresh evaluator (e.g. a ``TableEvaluator``) for each run.
+    """
+    rows = []
+    for budget in budgets:
+        for seed in seeds:
+            for method in methods:
+                evaluator = make_evaluator()
+                if method == "natv2":
+                    metrics = run_natv2(evaluator, budget, seed, settings)
+                elif method == "random":
+                    metrics = run_random(evaluator, evaluator.space, budget, seed)
+                elif method == "nsga2":
+                    metrics = run_nsga2(evaluator, evaluator.space, budget, seed)
+                else:
+                    raise ValueError(f"unknown method {method!r}")
+                rows.append({"method": method, "budget": budget, "seed": seed, "hv_ratio": score(metrics, front),
+                             "evaluations": evaluator.evaluations})
+    return pd.DataFrame(rows)
+
+
+def medians(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median HV ratio per method (rows) and budget (columns)."""
+    return frame.pivot_table(index="method", columns="budget", values="hv_ratio", aggfunc="median")
