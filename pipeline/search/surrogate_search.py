@@ -20,7 +20,8 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.optimize import minimize
-from pymoo.util.ref_dirs import get_reference_directions
+
+from pipeline.search.survival import reference_directions
 
 ObjectiveFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -51,8 +52,7 @@ def _algorithm(n_obj: int, population: int, initial: np.ndarray, seed: int):
     )
     if n_obj < 3:
         return NSGA2(**common)
-    ref_dirs = get_reference_directions("energy", n_obj, population, seed=seed)
-    return NSGA3(ref_dirs=ref_dirs, **common)
+    return NSGA3(ref_dirs=reference_directions(n_obj, population), **common)
 
 
 def search_surrogate(

@@ -1,7 +1,7 @@
 """Survival: which rows of a set of objective vectors are kept, using pymoo's survival operators.
 
 Two objectives use rank-and-crowding survival (NSGA-II); three or more use reference-direction
-survival (NSGA-III) with Riesz-energy reference directions. Both keep whole non-dominated fronts
+survival (NSGA-III) with Das-Dennis reference directions. Both keep whole non-dominated fronts
 first, so the non-dominated set survives whenever it fits. ``archive_survival`` is NATv2's
 constant-size archive update: merge the archive with the new candidates, shrink back to the size.
 All inputs are in minimisation form (see ``pipeline.search.pareto.to_minimization``).
@@ -9,12 +9,22 @@ All inputs are in minimisation form (see ``pipeline.search.pareto.to_minimizatio
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 from pymoo.algorithms.moo.nsga3 import ReferenceDirectionSurvival
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.util.ref_dirs import get_reference_directions
+
+
+def reference_directions(n_obj: int, n_points: int) -> np.ndarray:
+    """Das-Dennis reference directions: the fewest partitions giving at least ``n_points``."""
+    partitions = 1
+    while comb(partitions + n_obj - 1, n_obj - 1) < n_points:
+        partitions += 1
+    return get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
 
 
 def survive(minimized: np.ndarray, n_survive: int, seed: int = 0) -> np.ndarray:
@@ -30,8 +40,7 @@ def survive(minimized: np.ndarray, n_survive: int, seed: int = 0) -> np.ndarray:
     if n_obj < 3:
         survival = RankAndCrowding()
     else:
-        ref_dirs = get_reference_directions("energy", n_obj, max(n_survive, n_obj + 1), seed=seed)
-        survival = ReferenceDirectionSurvival(ref_dirs)
+        survival = ReferenceDirectionSurvival(reference_directions(n_obj, n_survive))
     survivors = survival.do(problem, pop, n_survive=n_survive, random_state=np.random.default_rng(seed))
     return np.sort(survivors.get("index").astype(np.int64))
 

@@ -1,0 +1,61 @@
+"""Adaptive switching picks the surrogate whose cross-validated Kendall tau is best."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.search.surrogates import SURROGATE_NAMES, AdaptiveSurrogate, make_surrogate
+
+UPPER = np.full(6, 4)
+
+
+def _genes(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 5, size=(n, 6))
+
+
+def test_linear_target_favours_ridge():
+    genes = _genes(120, 0)
+    target = genes @ np.array([3.0, -2.0, 1.5, 0.7, -1.1, 2.2]) + np.random.default_rng(1).normal(0, 0.05, 120)
+    surrogate = AdaptiveSurrogate(["dtree", "ridge"], UPPER, cv_folds=5)
+    choice = surrogate.fit(genes, target, seed=0)
+    assert choice.name == "ridge"
+    assert choice.taus["ridge"] > choice.taus["dtree"] + 0.1
+
+
+def test_step_interaction_target_favours_trees():
+    genes = _genes(200, 2)
+    # a pure interaction: high only when gene 0 and gene 3 are both above 2 (no linear signal in one-hot sum)
+    target = np.where((genes[:, 0] > 2) == (genes[:, 3] > 2), 10.0, 0.0) + 0.01 * genes[:, 5]
+    surrogate = AdaptiveSurrogate(["ridge", "dtree"], UPPER, cv_folds=5)
+    choice = surrogate.fit(genes, target, seed=0)
+    assert choice.name == "dtree"
+    assert choice.taus["dtree"] > choice.taus["ridge"] + 0.2
+    predictions = surrogate.predict(genes)
+    assert predictions.shape == (200,)
+
+
+def test_ensemble_candidate_is_scored_and_predicts_in_target_units():
+    genes = _genes(80, 3)
+    target = 90 + genes.sum(axis=1) * 0.3
+    surrogate = AdaptiveSurrogate(["ridge", "lgbm"], UPPER, cv_folds=4, ensemble_size=2)
+    choice = surrogate.fit(genes, target, seed=0)
+    assert set(choice.taus) == {"ridge", "lgbm", "ensemble"}
+    predictions = surrogate.predict(genes)
+    assert abs(predictions.mean() - target.mean()) < 1.0
+
+
+def test_single_surrogate_skips_cross_validation_and_unknown_names_fail():
+    genes = _genes(30, 4)
+    choice = AdaptiveSurrogate(["ridge"], UPPER).fit(genes, genes[:, 0] * 1.0, seed=0)
+    assert choice.name == "ridge"
+    with pytest.raises(ValueError):
+        AdaptiveSurrogate(["nope"], UPPER)
+
+
+@pytest.mark.parametrize("name", SURROGATE_NAMES)
+def test_every_surrogate_fits_and_ranks_a_simple_signal(name):
+    genes = _genes(60, 5)
+    target = 80 + 2.0 * genes[:, 1] + genes[:, 2]
+    model = make_surrogate(name, UPPER, seed=0).fit(genes, target)
+    assert np.corrcoef(model.predict(genes), target)[0, 1] > 0.5
