@@ -12,7 +12,9 @@ polynomial mutation with rounding repair, duplicates eliminated) on the true eva
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -123,6 +125,25 @@ def derive_table(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     return table.assign(accuracy=np.round(accuracy, 4))
 
 
+def run_method(
+    make_evaluator: Callable[[], Evaluator], front: np.ndarray, method: str, budget: int, seed: int,
+    settings: NATv2Settings | None = None,
+) -> dict[str, object]:
+    """One benchmark row: a method's HV ratio and evaluations at a budget and seed."""
+    evaluator = make_evaluator()
+    started = time.perf_counter()
+    if method == "natv2":
+        metrics = run_natv2(evaluator, budget, seed, settings)
+    elif method == "random":
+        metrics = run_random(evaluator, evaluator.space, budget, seed)
+    elif method == "nsga2":
+        metrics = run_nsga2(evaluator, evaluator.space, budget, seed)
+    else:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    return {"method": method, "budget": budget, "seed": seed, "hv_ratio": score(metrics, front),
+            "evaluations": evaluator.evaluations, "seconds": time.perf_counter() - started}
+
+
 def benchmark(
     make_evaluator: Callable[[], Evaluator],
     front: np.ndarray,
@@ -130,26 +151,20 @@ def benchmark(
     seeds: Sequence[int],
     methods: Sequence[str] = METHODS,
     settings: NATv2Settings | None = None,
+    workers: int = 1,
 ) -> pd.DataFrame:
-    """One row per (method, budget, seed) with the HV ratio and the evaluations used.
+    """One row per (method, budget, seed), all methods side by side in one run.
 
-    ``make_evaluator`` returns a fresh evaluator (e.g. a ``TableEvaluator``) for each run.
+    ``make_evaluator`` returns a fresh evaluator (e.g. ``functools.partial(TableEvaluator, table)``,
+    which must pickle when ``workers`` > 1) for each run.
     """
-    rows = []
-    for budget in budgets:
-        for seed in seeds:
-            for method in methods:
-                evaluator = make_evaluator()
-                if method == "natv2":
-                    metrics = run_natv2(evaluator, budget, seed, settings)
-                elif method == "random":
-                    metrics = run_random(evaluator, evaluator.space, budget, seed)
-                elif method == "nsga2":
-                    metrics = run_nsga2(evaluator, evaluator.space, budget, seed)
-                else:
-                    raise ValueError(f"unknown method {method!r}")
-                rows.append({"method": method, "budget": budget, "seed": seed, "hv_ratio": score(metrics, front),
-                             "evaluations": evaluator.evaluations})
+    tasks = [(method, budget, seed) for budget in budgets for seed in seeds for method in methods]
+    if workers <= 1:
+        rows = [run_method(make_evaluator, front, m, b, s, settings) for m, b, s in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_method, make_evaluator, front, m, b, s, settings) for m, b, s in tasks]
+            rows = [future.result() for future in futures]
     return pd.DataFrame(rows)
 
 
