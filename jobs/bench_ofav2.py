@@ -43,15 +43,17 @@ def bench_defaults(quick: bool) -> list[str]:
     common = ["train.num_workers=0", "train.threads_per_worker=1"]
     if quick:
         return common + [
-            "data.dataset=synthetic", "data.synthetic_images=96", "data.synthetic_classes=4", "data.batch_size=16",
+            "data.dataset=synthetic", "data.synthetic_images=64", "data.synthetic_classes=4", "data.batch_size=16",
             "supernet.stage_widths=[8,8,16,16,24]", "supernet.resolutions=[16,20]",
-            "train.epochs_scale=0.005", "train.steps_per_epoch=2", "train.eval_subnets=1",
-            "train.calibration_images=32", "train.eval_images=32",
+            "train.epochs_scale=0.005", "train.steps_per_epoch=1", "train.eval_subnets=0",
+            "train.calibration_images=16", "train.eval_images=16",
+            "train.phases=[" + ",".join(f"{{name: {name}, parts: [{{epochs: 200, lr: 0.01, subnets_per_step: 2}}]}}"
+                                        for name in PHASES) + "]",
         ]
     return common + [
-        "data.batch_size=32", "supernet.stage_widths=[16,24,32,48,64]", "supernet.resolutions=[24,28,32]",
-        "train.epochs_scale=0.04", "train.steps_per_epoch=10", "train.eval_subnets=3",
-        "train.calibration_images=256", "train.calibration_batch_size=128",
+        "data.batch_size=32", "supernet.stage_widths=[8,16,24,32,40]", "supernet.resolutions=[16,20,24]",
+        "train.epochs_scale=0.02", "train.steps_per_epoch=5", "train.eval_subnets=2", "train.eval_interval=1000",
+        "train.calibration_images=128", "train.calibration_batch_size=128", "train.eval_images=256",
     ]
 
 
@@ -90,7 +92,9 @@ def throughput(base: PipelineConfig, work: Path, quick: bool) -> pd.DataFrame:
     config.train.eval_subnets = 0
     config.train.eval_images = 16
     config.train.calibration_images = 16
-    epochs, steps = (2, 2) if quick else (4, 8)
+    epochs, steps = (1, 2) if quick else (4, 8)
+    if not quick:
+        config.data.batch_size = 64  # per worker: weak scaling, as data-parallel training is used
     config.train.steps_per_epoch = steps
     config.train.epochs_scale = 1.0
     config.train.phases = [{"name": "full", "parts": [{"epochs": epochs, "lr": 0.05}]}]

@@ -148,6 +148,7 @@ class TrainConfig(Section):
     threads_per_worker: int | None = Field(None, ge=1)
     max_failures: int = Field(2, ge=0)
     eval_subnets: int = Field(3, ge=0)
+    eval_interval: int = Field(1, ge=1)  # epochs between evaluations (always at a part's end)
     eval_images: int | None = Field(None, ge=1)
     calibration_images: int = Field(500, ge=1)
     calibration_batch_size: int = Field(100, ge=1)
@@ -327,6 +328,25 @@ class SearchConfig(Section):
         return parsed
 
 
+class GenerateConfig(Section):
+    """PNAG generation. The defaults are the generator's defaults (``jobs/bench_generate.py``)."""
+
+    budget_metrics: list[str] = Field(["params_m"], min_length=1)  # params_m, macs_m/flops_m, latency_ms@<profile>
+    budgets: list[float | list[float]] = []  # one value per budget, or one list per budget for several metrics
+    evals: int = Field(300, ge=6)  # true evaluations in total: training data + verification
+    hidden_size: int = Field(64, ge=4)
+    training_steps: int = Field(300, ge=1)  # REINFORCE steps of the first fit
+    round_steps: int = Field(30, ge=0)  # warm-start REINFORCE steps after each evaluated batch
+    evaluator_steps: int = Field(1000, ge=1)  # ranking-loss steps of R's first fit
+    evaluator_round_steps: int = Field(200, ge=0)
+    samples_per_budget: int = Field(256, ge=1)
+    entropy_weight: float = Field(0.1, ge=0.0)
+    verify: bool = True  # truly evaluate the winners (counts against evals)
+    init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)
+    explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    refit_every: int = Field(3, ge=1)  # evaluated batches between warm refits of R and the generator
+
+
 class PipelineConfig(Section):
     """The whole pipeline's configuration; each stage reads its own section."""
 
@@ -339,7 +359,7 @@ class PipelineConfig(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     search: SearchConfig = SearchConfig()
-    generate: dict[str, Any] = {}
+    generate: GenerateConfig = GenerateConfig()
     finetune: FinetuneConfig = FinetuneConfig()
 
 

@@ -60,6 +60,9 @@ def test_board_entry_rules_pick_and_drop():
     assert board.consider(_entry(2, 40.0, 20.0))
     assert board.consider(_entry(3, 60.0, 30.0))
     assert len(board) == 3
+    # MACs are only needed for paths that beat the worst entry's accuracy
+    assert not board.could_enter(40.0) and board.could_enter(40.5)
+    assert board.find(_entry(2, 0.0, 0.0).arch).accuracy == 40.0
     # worst is 40 (20 MACs): 44 is neither 5 points better nor cheaper -> rejected
     assert not board.consider(_entry(4, 44.0, 25.0))
     # better by less than the margin but cheaper -> enters, worst (entry 2) dropped

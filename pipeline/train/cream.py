@@ -67,6 +67,14 @@ class PrioritizedBoard:
             return True
         return accuracy > worst.accuracy and macs < worst.macs
 
+    def find(self, arch: dict) -> BoardEntry | None:
+        key = arch_id(arch)
+        return next((e for e in self.entries if arch_id(e.arch) == key), None)
+
+    def could_enter(self, accuracy: float) -> bool:
+        """Whether some MAC count would let a new path of this accuracy in (MACs are costly)."""
+        return len(self.entries) < self.size or accuracy > self.entries[self.worst_index()].accuracy
+
     def consider(self, entry: BoardEntry) -> bool:
         """Offer a path; returns True when it entered (a known path only refreshes its entry)."""
         key = arch_id(entry.arch)

@@ -4,7 +4,9 @@
 ``num_workers=0``). Per part it re-organises channels (expand phases), builds a fresh optimiser
 (SGD Nesterov, no weight decay on BN/bias) and, at a phase start, the teacher. Per epoch it trains
 ``steps_per_epoch`` steps (see ``steps.train_step``), averages BN statistics across ranks, lets
-rank 0 evaluate the max, min and a few sampled subnets (BN recalibrated on extracted copies),
+rank 0 evaluate the max, min and a few sampled subnets (BN recalibrated on extracted copies;
+every ``eval_interval`` epochs and at the end of every part, NaN in between; the phase's best
+epoch for the dynamic teacher is chosen among evaluated epochs),
 publishes ``RUN_DIR/supernet/supernet.pt`` and ``RUN_DIR/train_metrics.parquet`` (atomically), and
 reports a checkpoint through ``ray.train.report``. It resumes from ``ray.train.get_checkpoint()``
 (worker failure or a driver restart with the same run name) or from ``resume_from`` (in-process
@@ -320,6 +322,11 @@ class SupernetTrainer:
             scores["top1_best"] = max([scores["top1_max"], scores["top1_min"], *sampled])
         return broadcast_object(scores, self.info)
 
+    def skipped_scores(self) -> dict[str, float]:
+        keys = ["top1_max", "top1_min", *[f"top1_s{i + 1}" for i in range(self.train.eval_subnets)],
+                "top1_sampled_mean", "top1_best"]
+        return dict.fromkeys(keys, float("nan"))
+
     # ------------------------------------------------------------------ main
     def run(self) -> dict[str, Any]:
         self.restore()
@@ -329,11 +336,13 @@ class SupernetTrainer:
             if self.state.epoch_in_part == 0:
                 self.start_part(part)
             row = self.run_epoch(part)
-            scores = self.evaluate(part)
             state = self.state
+            due = (state.epoch_in_part + 1 == part.epochs
+                   or (state.global_epoch + 1) % self.train.eval_interval == 0)
+            scores = self.evaluate(part) if due else self.skipped_scores()
             state.global_epoch += 1
             best = state.phase_best
-            if best is None or scores["top1_max"] > best["top1"]:
+            if due and (best is None or scores["top1_max"] > best["top1"]):
                 state.phase_best = {"phase": part.phase, "top1": scores["top1_max"], "state": {
                     k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}}
             metrics = {

@@ -133,7 +133,12 @@ def update_board(ctx: StepContext, archs: list[dict]) -> int:
         stored = _path_probs(ctx.net, arch, cream.stored_images)  # same batch as the student's
         values = torch.cat([correct.reshape(1), stored.reshape(-1)])
         allreduce_mean([values], ctx.info)
-        entry = BoardEntry(arch=arch, accuracy=float(values[0]), macs=ctx.cream.macs(arch),
+        accuracy = float(values[0])
+        known = cream.board.find(arch)
+        if known is None and not cream.board.could_enter(accuracy):
+            continue  # rejected whatever its MACs; skip counting them
+        macs = known.macs if known is not None else cream.macs(arch)
+        entry = BoardEntry(arch=arch, accuracy=accuracy, macs=macs,
                            probs=values[1:].reshape(stored.shape).cpu())
         entered += int(cream.board.consider(entry))
     ctx.net.set_active(archs[-1])
