@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--methods", default="natv2,random,nsga2", help="comma-separated methods")
     parser.add_argument("--workers", type=int, default=1, help="processes across runs")
     parser.add_argument("--derive", type=int, help="benchmark the table derived with this seed")
-    parser.add_argument("--quick", action="store_true", help="2 seeds at a budget of 30 (for tests)")
+    parser.add_argument("--quick", action="store_true", help="1 seed at a budget of 20 (for tests)")
     return parser.parse_args(argv)
 
 
@@ -45,14 +45,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        budgets = [int(b) for b in args.budgets.split(",")] if not args.quick else [30]
+        budgets = [int(b) for b in args.budgets.split(",")] if not args.quick else [20]
     except ValueError:
         raise ConfigError(f"--budgets {args.budgets!r}: expected comma-separated integers") from None
     methods = [m.strip() for m in args.methods.split(",")]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or args.seeds < 1 or min(budgets) < 1:
         raise ConfigError(f"bad arguments: methods must be among {', '.join(METHODS)}, seeds and budgets positive")
-    seeds = list(range(2 if args.quick else args.seeds))
+    seeds = list(range(1 if args.quick else args.seeds))
     table = load_table(args.table)
     if args.derive is not None:
         table = derive_table(table, args.derive)

@@ -301,7 +301,7 @@ class SearchConfig(Section):
     initial_factor: float = Field(1.0, ge=1.0)  # pre-processing: evaluate factor x initial size
     candidates_per_iteration: int = Field(10, ge=1)
     surrogates: list[Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]] = Field(
-        ["lgbm", "rf", "gp", "ridge"], min_length=1
+        ["lgbm", "gp", "ridge"], min_length=1
     )
     ensemble_size: int = Field(0, ge=0)
     cv_folds: int = Field(5, ge=2)

@@ -70,7 +70,7 @@ class NATv2Settings:
     min_initial_size: int = 10
     initial_factor: float = 1.0  # pre-processing: evaluate factor x initial size, keep initial size
     candidates_per_iteration: int = 10
-    surrogates: tuple[str, ...] = ("lgbm", "rf", "gp", "ridge")
+    surrogates: tuple[str, ...] = ("lgbm", "gp", "ridge")
     ensemble_size: int = 0
     cv_folds: int = 5
     surrogate_population: int = 100
