@@ -1,0 +1,115 @@
+"""PNAG generation job: a budget-conditioned generator, one architecture per budget.
+
+Benchmark mode (a NATS-Bench-format table; at most N true evaluations in total):
+
+    python jobs/generate.py --space natsbench --table PATH --evals N --budgets 0.1,0.2 \
+        --budget-metric params_m --seed S --out DIR
+
+From a finished search run (``ofav2``; learns from RUN_DIR/archive.parquet, exact costs from
+RUN_DIR/supernet/supernet.pt, no new evaluations):
+
+    python jobs/generate.py --from-run RUN_DIR --budgets 1.0,2.0 [--budget-metric params_m]
+
+Both write DIR/generated.parquet (``--out``, default RUN_DIR or runs/<run.name>): one row per
+budget with budget, budget_metric, arch, arch_id, predicted_top1, top1 (true accuracy where
+verified), the costs, meets_budget, verified and note. Several metrics: ``--budget-metric
+params_m,flops_m --budgets 0.5:60,1.0:120``. ``--config FILE [--set generate.key=value]`` reads the
+``generate`` section; flags override it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
+
+GENERATED_FILE = "generated.parquet"
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--space", choices=("natsbench",), help="benchmark space (with --table)")
+    parser.add_argument("--table", help="NATS-Bench-format CSV")
+    parser.add_argument("--from-run", dest="from_run", help="finished ofav2 search run directory")
+    parser.add_argument("--evals", type=int, help="true evaluations in total (overrides generate.evals)")
+    parser.add_argument("--budgets", help="comma-separated budgets (':'-joined vectors for several metrics)")
+    parser.add_argument("--budget-metric", dest="budget_metric", help="metric name(s), comma-separated")
+    parser.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
+    parser.add_argument("--no-verify", dest="verify", action="store_false", default=None,
+                        help="do not truly evaluate the winners")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+    from pipeline.search.pnag_budget import parse_budgets, parse_metrics
+    from pipeline.search.pnag_runs import settings_from_config
+    from pipeline.search.records import write_parquet_atomic
+
+    torch.set_num_threads(1)
+    config = load_config(args.config, args.overrides)
+    gen = config.generate
+    metrics = parse_metrics(args.budget_metric if args.budget_metric is not None else gen.budget_metrics)
+    budgets = parse_budgets(args.budgets if args.budgets is not None else gen.budgets, len(metrics))
+    overrides = {"budget_metrics": list(metrics)}
+    if args.evals is not None:
+        overrides["evals"] = args.evals
+    if args.verify is not None:
+        overrides["verify"] = args.verify
+    settings = settings_from_config(gen.model_dump() | overrides)
+    seed = config.run.seed if args.seed is None else args.seed
+    if args.from_run:
+        frame, metadata, out = _from_run(Path(args.from_run), budgets, settings, seed, args.out)
+    else:
+        if args.space != "natsbench" or not args.table:
+            raise ConfigError("give --space natsbench --table PATH, or --from-run RUN_DIR")
+        from pipeline.evaluate.table import TableEvaluator
+        from pipeline.search.pnag_runs import generate_with_evaluator
+
+        evaluator = TableEvaluator(args.table)
+        frame, _ = generate_with_evaluator(evaluator.space, evaluator, budgets, settings, seed,
+                                           run_id=f"generate-{seed}")
+        metadata = {"config": config.model_dump(mode="json"), "seed": seed, "table": str(args.table),
+                    "evaluations": int(evaluator.evaluations)}
+        out = Path(args.out or Path("runs") / config.run.name)
+    path = write_parquet_atomic(frame, out / GENERATED_FILE, metadata)
+    shown = [c for c in ("budget", "arch_id", "predicted_top1", "top1", "params_m", "meets_budget") if c in frame]
+    print(frame[shown].to_string(index=False))
+    print(f"wrote {path} ({len(frame)} budgets, {int(frame['evaluations'].iloc[0])} true evaluations)")
+    return 0
+
+
+def _from_run(run_dir: Path, budgets, settings, seed: int, out: str | None):
+    """Generate for the ofav2 space of a finished search run; returns (frame, metadata, out dir)."""
+    from pipeline.errors import CheckpointError
+    from pipeline.search.archive_store import load_archive_frame
+    from pipeline.search.pnag_runs import generate_from_archive
+    from pipeline.space.ofav2 import OFAv2Space
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.supernet.costs import ArchCostCounter
+
+    archive, metadata = load_archive_frame(run_dir)
+    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    space = net.space
+    supernet_config = (metadata.get("config") or {}).get("supernet")
+    if supernet_config:
+        options = {k: supernet_config[k] for k in space.options() if k in supernet_config}
+        if OFAv2Space(**(space.options() | options)) != space:
+            raise CheckpointError(f"{run_dir}: the supernet checkpoint's space differs from the archive's config")
+    counter = ArchCostCounter(net)
+    # counting costs extracts a subnet (slow), so the search predicts them from the archive's
+    # measured columns and the exact count fixes the range and checks every pick
+    frame, _ = generate_from_archive(space, archive, budgets, settings, seed, run_id=str(metadata.get("run_id", "generate")),
+                                     check_cost_fn=counter)
+    return frame, {"from_run": str(run_dir), "seed": seed, "config": metadata.get("config", {})}, Path(out or run_dir)
+
+
+if __name__ == "__main__":
+    run_job(main)
