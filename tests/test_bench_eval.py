@@ -1,0 +1,38 @@
+"""The evaluation benchmark job runs end to end at tiny settings and writes its table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_eval_quick_writes_every_metric(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "bench_eval.py"), "--out", str(tmp_path), "--quick"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "bench_eval.parquet")
+    assert list(table["metric"]) == ["eval_scaling", "latency_cv_median", "latency_pred_within10",
+                                     "archive_ingest_rows_per_s", "archive_write_s", "dispatch_overhead_ms"]
+    assert {"value", "target"} <= set(table.columns)
+    assert table["value"].notna().all() and (table["value"] > 0).all()
+    assert "dispatch_overhead_ms" in done.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["bench_eval.parquet"]  # the work folder is gone
+
+
+def test_bench_eval_bad_override_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "bench_eval.py"), "--out", str(tmp_path), "--quick",
+         "--set", "evaluate.nonsense=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: config: unknown key 'evaluate.nonsense'"
