@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     train, infer = frame["train_step_ratio"].median(), frame["inference_ratio"].median()
     print(f"\nmedian train_step_ratio {train:.3f}, median inference_ratio {infer:.3f} "
           f"(target <= {TARGET}); max_abs_diff {frame['max_abs_diff'].max():.1e}; {settings}")
+    print(f"CPU-time check: median train_step_ratio_cpu {frame['train_step_ratio_cpu'].median():.3f}, "
+          f"median inference_ratio_cpu {frame['inference_ratio_cpu'].median():.3f}")
     print(f"wrote {path}")
     return 0
 

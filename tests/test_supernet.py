@@ -233,3 +233,23 @@ def test_bn_recalibration_matches_extracted_module():
     # recalibrating is the cumulative average over all batches, not the last batch only
     mean = torch.stack([net.stem[0](b).mean((0, 2, 3)) for b in batches]).mean(0)
     assert torch.allclose(net.stem[1].running_mean, mean, atol=1e-4)
+
+
+def test_weight_cache_without_autograd_follows_weight_updates():
+    space, net = make_net(early_exits=False)
+    x = images(2, 4)
+    arch = space.sample(np.random.default_rng(8))
+    net.set_active(arch)
+    with torch.no_grad():
+        cached = net(x)
+    assert torch.allclose(cached, net(x), atol=1e-6)  # autograd path: same function
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    net(x).square().sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        after_step = net(x)
+        assert float((after_step - cached).abs().max()) > 1e-4
+        assert float((after_step - net.extract(arch)(x)).abs().max()) <= 1e-5
+        other = dict(space.largest())
+        net.set_active(other)
+        assert float((net(x) - net.extract(other)(x)).abs().max()) <= 1e-5

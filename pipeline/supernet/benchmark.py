@@ -10,6 +10,9 @@ load (other processes share the CPU). Two measurements:
   momentum 0.9, weight decay 3e-5), train mode;
 - ``inference_ratio``: eval-mode forward under ``torch.inference_mode``.
 
+The same pairs are also timed in process CPU time (``*_ratio_cpu`` columns), a check that is
+less sensitive to other processes competing for the cores.
+
 ``max_abs_diff`` is the largest absolute logit difference in eval mode before any timing.
 """
 
@@ -54,23 +57,28 @@ def _inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 
 def paired_ratio(first: Callable[[], None], second: Callable[[], None], repeats: int, warmup: int = 2) -> dict:
-    """Median over repeats of time(first) / time(second), timed back to back in alternating order."""
+    """Median over repeats of time(first) / time(second), timed back to back in alternating order.
+
+    Wall-clock time gives ``ratio``; process CPU time gives ``cpu_ratio``, which is less disturbed
+    when other processes compete for the cores (it excludes time spent descheduled).
+    """
     for _ in range(warmup):
         first()
         second()
-    ratios, times_a, times_b = [], [], []
+    wall: dict[Callable, list[float]] = {first: [], second: []}
+    cpu: dict[Callable, list[float]] = {first: [], second: []}
     for repeat in range(repeats):
-        order = (first, second) if repeat % 2 == 0 else (second, first)
-        elapsed = {}
-        for fn in order:
-            start = time.perf_counter()
+        for fn in (first, second) if repeat % 2 == 0 else (second, first):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            elapsed[fn] = time.perf_counter() - start
-        times_a.append(elapsed[first])
-        times_b.append(elapsed[second])
-        ratios.append(elapsed[first] / elapsed[second])
-    return {"ratio": statistics.median(ratios), "first_ms": 1e3 * statistics.median(times_a),
-            "second_ms": 1e3 * statistics.median(times_b)}
+            wall[fn].append(time.perf_counter() - start_wall)
+            cpu[fn].append(time.process_time() - start_cpu)
+    return {
+        "ratio": statistics.median(a / b for a, b in zip(wall[first], wall[second])),
+        "cpu_ratio": statistics.median(a / max(b, 1e-9) for a, b in zip(cpu[first], cpu[second])),
+        "first_ms": 1e3 * statistics.median(wall[first]),
+        "second_ms": 1e3 * statistics.median(wall[second]),
+    }
 
 
 def compare_arch(net: OFAv2Supernet, arch: Architecture, batch: int, resolution: int, repeats: int,
@@ -96,6 +104,7 @@ def compare_arch(net: OFAv2Supernet, arch: Architecture, batch: int, resolution:
     infer = paired_ratio(_inference(net, x), _inference(static, x), repeats)
     return {
         "train_step_ratio": train["ratio"], "inference_ratio": infer["ratio"], "max_abs_diff": max_abs_diff,
+        "train_step_ratio_cpu": train["cpu_ratio"], "inference_ratio_cpu": infer["cpu_ratio"],
         "supernet_train_ms": train["first_ms"], "static_train_ms": train["second_ms"],
         "supernet_inference_ms": infer["first_ms"], "static_inference_ms": infer["second_ms"],
     }

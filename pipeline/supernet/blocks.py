@@ -4,6 +4,7 @@
 kernel ``max(kernel)``) and runs the active ``(kernel, expand)`` with functional ops on weight
 views. The active hidden width is ``make_divisible(in * expand)`` (the first channels), and the
 SE's squeeze width is ``make_divisible(hidden // 4)`` of the active hidden width, as in OFA.
+Without autograd (evaluation, BN recalibration) the active weights are cached between forwards.
 ``reorganize_channels`` sorts the hidden channels (and the SE's squeeze channels) by importance
 and permutes every tensor that touches them, leaving the full network's function unchanged.
 ``to_static`` copies exactly the active weights into a plain ``layers.MBConv``.
@@ -63,6 +64,9 @@ class ElasticMBConv(nn.Module):
         self.project_conv = nn.Conv2d(max_hidden, out_channels, 1, bias=False)
         self.project_bn = nn.BatchNorm2d(out_channels)
         self._act = FUNCTIONAL_ACTIVATIONS[act]
+        self._sources = list(self.parameters())
+        self._cache_key: tuple | None = None
+        self._cache: list[torch.Tensor] = []
         self.set_active(self.kernel_choices[-1], self.expand_choices[-1])
 
     def hidden_channels(self, expand: int) -> int:
@@ -77,21 +81,52 @@ class ElasticMBConv(nn.Module):
         self.active_expand = expand
         self._hidden = self.hidden_channels(expand)
         self._squeeze = self.squeeze_channels(self._hidden)
+        self._full_width = self._hidden == self.expand_conv.weight.shape[0]
+
+    def _active_weights(self) -> list[torch.Tensor]:
+        """Views of the active weights: expand, depthwise kernel, [SE reduce w/b, SE expand w/b], project."""
+        hidden, squeeze = self._hidden, self._squeeze
+        if self._full_width:  # the whole tensors: no slicing, no slice nodes in the autograd graph
+            weights = [self.expand_conv.weight, self.depthwise.kernel(self.active_kernel, hidden)]
+            if self.se is not None:
+                weights += [self.se.reduce.weight, self.se.reduce.bias, self.se.expand.weight, self.se.expand.bias]
+            weights.append(self.project_conv.weight)
+            return weights
+        weights = [self.expand_conv.weight[:hidden], self.depthwise.kernel(self.active_kernel, hidden)]
+        if self.se is not None:
+            weights += [self.se.reduce.weight[:squeeze, :hidden], self.se.reduce.bias[:squeeze],
+                        self.se.expand.weight[:hidden, :squeeze], self.se.expand.bias[:hidden]]
+        weights.append(self.project_conv.weight[:, :hidden])
+        return weights
+
+    def _cached_weights(self) -> list[torch.Tensor]:
+        """Without autograd the active weights are reused across forwards (contiguous copies) until
+        the architecture or any source parameter changes (tracked by tensor version and storage)."""
+        key = (self.active_kernel, self._hidden, tuple((p._version, p.data_ptr()) for p in self._sources))
+        if self._cache_key != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._cache = [w.contiguous() for w in self._active_weights()]
+            self._cache_key = key
+        return self._cache
+
+    def _apply(self, fn, recurse=True):  # device/dtype moves replace tensors: rebuild the source list
+        result = super()._apply(fn, recurse)
+        self._sources = list(self.parameters())
+        self._cache_key, self._cache = None, []
+        return result
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, act = self._hidden, self._act
-        x = F.conv2d(x, self.expand_conv.weight[:hidden])
+        hidden, act, kernel = self._hidden, self._act, self.active_kernel
+        weights = self._active_weights() if torch.is_grad_enabled() else self._cached_weights()
+        x = F.conv2d(x, weights[0])
         x = act(batch_norm(self.expand_bn, x, hidden))
-        kernel = self.active_kernel
-        x = F.conv2d(x, self.depthwise.kernel(kernel, hidden), None, self.stride, kernel // 2, 1, hidden)
+        x = F.conv2d(x, weights[1], None, self.stride, kernel // 2, 1, hidden)
         x = act(batch_norm(self.depthwise_bn, x, hidden))
         if self.se is not None:
-            squeeze = self._squeeze
             scale = x.mean((2, 3), keepdim=True)
-            scale = F.relu(F.conv2d(scale, self.se.reduce.weight[:squeeze, :hidden], self.se.reduce.bias[:squeeze]))
-            scale = F.conv2d(scale, self.se.expand.weight[:hidden, :squeeze], self.se.expand.bias[:hidden])
-            x = x * F.hardsigmoid(scale)
-        x = F.conv2d(x, self.project_conv.weight[:, :hidden])
+            scale = F.relu(F.conv2d(scale, weights[2], weights[3]))
+            x = x * F.hardsigmoid(F.conv2d(scale, weights[4], weights[5]))
+        x = F.conv2d(x, weights[-1])
         return batch_norm(self.project_bn, x, self.out_channels)
 
     @torch.no_grad()

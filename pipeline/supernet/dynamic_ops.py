@@ -7,7 +7,8 @@
 - ``ElasticDepthwiseKernel``: OFA's elastic kernel. One depthwise weight at the largest kernel
   size; a smaller kernel is the centre of the next larger (transformed) kernel passed through a
   learned ``k^2 x k^2`` matrix of that layer, shared across channels (7 -> 5 -> 3). The matrices
-  start as the identity, so an untrained 3x3 kernel is the plain centre crop.
+  start as the identity, so an untrained 3x3 kernel is the plain centre crop. The chain is applied
+  as one combined matrix (see ``combined_transform``).
 
 Weights are sliced with views (``weight[:n]``), never copied, so the active subnet trains the
 supernet's own tensors with no per-forward Python bookkeeping beyond a few slices.
@@ -62,30 +63,52 @@ class ElasticDepthwiseKernel(nn.Module):
         self.max_kernel = sizes[0]
         self.weight = nn.Parameter(torch.empty(max_channels, 1, self.max_kernel, self.max_kernel))
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
-        # steps[k] = the chain of (parameter name, crop start, size) from the largest kernel to k
-        self._steps: dict[int, tuple[tuple[str, int, int], ...]] = {self.max_kernel: ()}
-        chain: tuple[tuple[str, int, int], ...] = ()
+        # chain[k] = the (larger, smaller) transformation steps from the largest kernel down to k
+        self._chains: dict[int, tuple[tuple[int, int], ...]] = {self.max_kernel: ()}
+        chain: tuple[tuple[int, int], ...] = ()
         for larger, smaller in zip(sizes, sizes[1:]):
-            name = f"transform_{larger}to{smaller}"
-            self.register_parameter(name, nn.Parameter(torch.eye(smaller * smaller)))
-            chain = chain + ((name, (larger - smaller) // 2, smaller),)
-            self._steps[smaller] = chain
+            self.register_parameter(f"transform_{larger}to{smaller}", nn.Parameter(torch.eye(smaller * smaller)))
+            # positions of the centre smaller x smaller window inside a flattened larger x larger kernel
+            start = (larger - smaller) // 2
+            centre = [(start + r) * larger + start + c for r in range(smaller) for c in range(smaller)]
+            self.register_buffer(f"centre_{larger}to{smaller}", torch.tensor(centre), persistent=False)
+            chain = chain + ((larger, smaller),)
+            self._chains[smaller] = chain
 
     @property
     def kernel_sizes(self) -> tuple[int, ...]:
-        return tuple(sorted(self._steps))
+        return tuple(sorted(self._chains))
 
     def transform(self, larger: int, smaller: int) -> torch.Tensor:
         """The learned matrix that maps the centre of a ``larger`` kernel to a ``smaller`` one."""
         return getattr(self, f"transform_{larger}to{smaller}")
 
+    def combined_transform(self, size: int) -> torch.Tensor | None:
+        """One matrix for the whole chain down to ``size`` (None for the largest kernel).
+
+        Taking the centre of ``crop @ M1`` is selecting columns of ``M1``, so the chain
+        ``centre(crop(W) @ M1) @ M2`` equals ``crop(W) @ (M1[:, centre] @ M2)``: one small matmul
+        per layer on the channels, whatever the chain's length.
+        """
+        matrix = None
+        for larger, smaller in self._chains[size]:
+            step = self.transform(larger, smaller)
+            if matrix is None:
+                matrix = step
+            else:
+                matrix = matrix.index_select(1, getattr(self, f"centre_{larger}to{smaller}")) @ step
+        return matrix
+
     def kernel(self, size: int, channels: int) -> torch.Tensor:
         """The ``(channels, 1, size, size)`` kernel of the first ``channels`` channels."""
         weight = self.weight if channels == self.weight.shape[0] else self.weight[:channels]
-        for name, start, small in self._steps[size]:
-            centre = weight[:, :, start : start + small, start : start + small].reshape(channels, small * small)
-            weight = (centre @ getattr(self, name)).reshape(channels, 1, small, small)
-        return weight
+        chain = self._chains[size]
+        if not chain:
+            return weight
+        first = chain[0][1]
+        start = (self.max_kernel - first) // 2
+        centre = weight[:, :, start : start + first, start : start + first].reshape(channels, first * first)
+        return (centre @ self.combined_transform(size)).reshape(channels, 1, size, size)
 
     def permute_channels(self, order: torch.Tensor) -> None:
         """Reorder the channels (the matrices are shared across channels and stay)."""
