@@ -4,8 +4,8 @@ Summing per-operation lookup entries ignores operator fusion, so this predictor 
 architecture from measured pairs. Latency is close to a sum of per-block costs, so the default
 model (``"linear"``) is a ridge regression on additive features: per stage the number of used
 blocks, ``sum(kernel^2 * expand) * resolution^2`` (depthwise work) and ``sum(expand) *
-resolution^2`` (pointwise work), plus the resolution, the exit and any cheap exact features the
-caller passes (``macs_m``, ``params_m``). It is fitted on relative error (sample weights
+resolution^2`` (pointwise work), the exit and the resolution (one-hot; the exit also scaled by
+``resolution^2`` for its head), plus any cheap exact features the caller passes (``macs_m``, ``params_m``). It is fitted on relative error (sample weights
 ``1 / latency^2``), with the regularisation chosen by cross-validation. ``model="gbm"`` uses
 gradient-boosted trees on log latency, with the genes added. The search uses ``predict`` to
 screen candidates before measuring them; ``within_fraction`` reports the share of held-out
@@ -44,8 +44,11 @@ def structural_features(space: SearchSpace, arch: Architecture) -> np.ndarray:
     per_stage_blocks = used.sum(axis=1).astype(float)
     per_stage_depthwise = (kernels**2 * expands * used).sum(axis=1) * pixels
     per_stage_pointwise = (expands * used).sum(axis=1) * pixels
+    exit_one_hot = np.eye(5)[int(arch.get("exit", 5)) - 1]
+    resolutions = getattr(space, "resolutions", (arch["resolution"],))
+    resolution_one_hot = np.array([float(arch["resolution"] == r) for r in resolutions])
     return np.concatenate([per_stage_blocks, per_stage_depthwise, per_stage_pointwise,
-                           [pixels, float(arch.get("exit", 5))]])
+                           exit_one_hot * pixels, exit_one_hot, resolution_one_hot])
 
 
 def _extra_matrix(features: Features, count: int) -> np.ndarray:
