@@ -105,3 +105,16 @@ def test_bench_job_quick_runs(bench_table_path, tmp_path, capsys):
     assert sorted(frame["method"]) == ["natv2", "nsga2", "random"]
     assert (frame["evaluations"] == 20).all() and frame["hv_ratio"].between(0, 1.0 + 1e-9).all()
     assert "natv2" in capsys.readouterr().out
+
+
+def test_derived_table_keeps_format_and_reranks(bench_table_path):
+    from pipeline.evaluate.table import load_table
+    from pipeline.search.benchmark import derive_table
+
+    table = load_table(bench_table_path)
+    derived = derive_table(table, 1)
+    assert list(derived.columns) == list(table.columns)
+    assert (derived[["arch", "params_m", "flops_m"]] == table[["arch", "params_m", "flops_m"]]).all().all()
+    pd.testing.assert_frame_equal(derived, derive_table(table, 1))
+    best = lambda t: set(t.loc[t.groupby(t["params_m"].round(4))["accuracy"].idxmax(), "arch"])  # noqa: E731
+    assert len(best(table) & best(derived)) < len(best(table)) / 2
