@@ -211,6 +211,7 @@ def test_reorganize_channels_sorts_by_importance_and_keeps_function():
     assert float((net(x) - small_before).abs().max()) > 1e-4
 
 
+@torch.no_grad()
 def test_bn_recalibration_matches_extracted_module():
     space, net = make_net(early_exits=True, dense_skips=True)
     rng = np.random.default_rng(3)
