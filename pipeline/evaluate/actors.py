@@ -189,14 +189,14 @@ def latency_pool(
 ) -> WorkerPool:
     """``profile.num_actors`` latency actors placed only on nodes that match ``profile``.
 
-    One call in flight per actor: a queued call would not change the timing, but a single
-    sequential actor keeps two measurements from ever overlapping on the node.
+    An actor runs its calls one at a time, so measurements of one actor never overlap; on a
+    shared machine they can still overlap with other actors' work (see ``HardwareProfile.num_cpus``).
     """
     import ray
 
     remote = ray.remote(LatencyWorker).options(**actor_options(profile))
     args = (space.options(), num_classes, profile.model_dump(mode="json"), str(cache_dir))
     return WorkerPool(
-        profile.name, lambda: remote.remote(*args), profile.num_actors, max_in_flight=1,
+        profile.name, lambda: remote.remote(*args), profile.num_actors,
         timeout_s=settings.candidate_timeout_s, max_retries=settings.max_retries,
     )

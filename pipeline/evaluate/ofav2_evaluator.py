@@ -14,7 +14,9 @@ One call of ``evaluate(archs)``:
 5. waits for the archive to acknowledge every batch, and returns one ``EvaluationResult`` per
    input architecture, in order.
 
-``evaluations`` counts architectures whose accuracy was truly measured. ``cheap_metrics`` gives
+Locally (the two-profile stand-in) latency actors share the machine's cores with the evaluator
+actors, so their figures carry that noise; on a cluster each profile's actors have their own
+nodes. ``evaluations`` counts architectures whose accuracy was truly measured. ``cheap_metrics`` gives
 exact ``params_m`` / ``macs_m`` from a local copy of the supernet without counting.
 
 This module builds archive rows with ``pipeline.search.records`` (the schema), and talks to the

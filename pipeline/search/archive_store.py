@@ -56,6 +56,8 @@ class ArchiveStore:
         self.objectives = list(objectives)
         self.config = config or {}
         self._rows: dict[str, dict[str, Any]] = {}
+        # The rows as a DataFrame (no ranks), updated per batch instead of rebuilt from every row.
+        self._table: pd.DataFrame | None = None
         self._foreign = pd.DataFrame()
         path = self.run_dir / ARCHIVE_FILE
         if path.exists():
@@ -84,8 +86,9 @@ class ArchiveStore:
         """All rows as a DataFrame in schema column order, with ranks."""
         if not self._rows:
             return pd.DataFrame(columns=["run_id", "arch_id", "arch", "space", "iteration", "source", "status"])
-        frame = pd.DataFrame.from_records(list(self._rows.values()))
-        return order_columns(self._with_ranks(frame))
+        if self._table is None:
+            self._table = pd.DataFrame.from_records(list(self._rows.values()))
+        return order_columns(self._with_ranks(self._table))
 
     def metadata(self) -> dict[str, Any]:
         """What goes into every file's schema metadata."""
@@ -104,6 +107,7 @@ class ArchiveStore:
         column by column (new values win) instead of being replaced.
         """
         new = 0
+        changed: dict[str, dict[str, Any]] = {}
         for row in rows:
             row = {k: v for k, v in row.items() if k not in ("rank", "is_pareto")}
             if "arch_id" not in row:
@@ -121,6 +125,11 @@ class ArchiveStore:
             elif merge:
                 row = {**known, **row}
             self._rows[row["arch_id"]] = row
+            changed[row["arch_id"]] = row
+        if changed and self._table is not None:
+            kept = self._table[~self._table["arch_id"].isin(list(changed))]
+            batch = pd.DataFrame.from_records(list(changed.values()))
+            self._table = pd.concat([kept, batch], ignore_index=True) if len(kept) else batch
         self.persist()
         return new
 
