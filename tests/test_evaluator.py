@@ -94,92 +94,87 @@ def test_worker_reloads_a_newer_checkpoint_between_batches(run_dir, config, tmp_
     assert worker.run(_archs(1, 4)[0])["checkpoint_loads"] == 2
 
 
-def test_evaluate_streams_rows_once_and_reuses_measurements(ray_local, run_dir, config):
+@pytest.fixture(scope="module")
+def pools(ray_local, run_dir, config, tmp_path_factory):
+    """One archive actor and one evaluator (2 evaluator actors, 1 latency actor) shared by the tests below."""
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
     from pipeline.search.archive import start_archive
+
+    settings = config.model_copy(deep=True)
+    settings.evaluate.onnx_cache = str(tmp_path_factory.mktemp("onnx"))
+    archive = start_archive(run_dir, "evaltest", "ofav2", OBJECTIVES, name="archive-evaltest")
+    evaluator = OFAv2ActorEvaluator(settings, run_dir, archive=archive)
+    yield archive, evaluator
+    evaluator.shutdown()
+    ray_local.kill(archive, no_restart=True)
+
+
+def test_evaluate_streams_rows_once_and_reuses_measurements(ray_local, pools, run_dir):
     from pipeline.search.records import read_parquet
 
     ray = ray_local
-    archive = start_archive(run_dir, "evaltest", "ofav2", OBJECTIVES, name="archive-evaltest")
-    evaluator = OFAv2ActorEvaluator(config, run_dir, archive=archive)
-    try:
-        archs = _archs(4, 5)
-        results = evaluator.evaluate(archs + archs[:1], iteration=1, source="init")
-        assert [r.status for r in results] == ["ok"] * 5, [r.error for r in results]
-        assert results[0].metrics == results[4].metrics and evaluator.evaluations == 4
-        for name in ("top1", "params_m", "macs_m", "latency_ms@local_one_thread",
-                     "latency_p90_ms@local_one_thread", "latency_cv@local_one_thread"):
-            assert name in results[0].metrics
-        assert results[0].metrics == {**results[0].metrics, **evaluator.cheap_metrics(archs[0])}
-        frame = read_parquet(run_dir / "archive.parquet")
-        assert sorted(frame["arch_id"]) == sorted({r.arch_id for r in results})
-        assert set(frame["source"]) == {"init"} and frame["is_pareto"].any()
-        again = evaluator.evaluate(archs[:2])
-        assert evaluator.evaluations == 4  # measured once per (arch_id, profile): nothing re-run
-        assert again[0].metrics["top1"] == results[0].metrics["top1"]
-        assert ray.get(archive.size.remote()) == 4
-    finally:
-        evaluator.shutdown()
-        ray.kill(archive, no_restart=True)
+    archive, evaluator = pools
+    before = ray.get(archive.size.remote())
+    archs = _archs(4, 5)
+    results = evaluator.evaluate(archs + archs[:1], iteration=1, source="init")
+    assert [r.status for r in results] == ["ok"] * 5, [r.error for r in results]
+    assert results[0].metrics == results[4].metrics and evaluator.evaluations == 4
+    for name in ("top1", "params_m", "macs_m", "latency_ms@local_one_thread",
+                 "latency_p90_ms@local_one_thread", "latency_cv@local_one_thread"):
+        assert name in results[0].metrics
+    assert results[0].metrics == {**results[0].metrics, **evaluator.cheap_metrics(archs[0])}
+    frame = read_parquet(run_dir / "archive.parquet").set_index("arch_id")
+    ids = [r.arch_id for r in results[:4]]
+    assert set(ids) <= set(frame.index) and len(frame) == before + 4
+    assert set(frame.loc[ids, "source"]) == {"init"} and frame["is_pareto"].any()
+    again = evaluator.evaluate(archs[:2])
+    assert evaluator.evaluations == 4  # measured once per (arch_id, profile): nothing re-run
+    assert again[0].metrics["top1"] == results[0].metrics["top1"]
+    assert ray.get(archive.size.remote()) == before + 4
 
 
-def test_killed_evaluator_actor_loses_no_candidate(ray_local, run_dir, config, tmp_path):
-    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
-    from pipeline.search.archive import start_archive
-
+def test_killed_evaluator_actor_loses_no_candidate(ray_local, pools):
     ray = ray_local
-    archive = start_archive(tmp_path, "evaltest", "ofav2", OBJECTIVES, name="archive-evaluator-loss")
-    evaluator = OFAv2ActorEvaluator(config, run_dir, archive=archive, checkpoint=run_dir / "supernet" / "supernet.pt")
+    archive, evaluator = pools
     stats = evaluator.dispatcher.stats
+    before = set(ray.get(archive.arch_ids.remote()))
+    completed, replaced = stats.completed, stats.actors_replaced
     victim = evaluator.pools["accuracy"].actors[0]
 
     def kill_mid_batch() -> None:
         deadline = time.monotonic() + 120
-        while stats.completed < 1 and time.monotonic() < deadline:
+        while stats.completed <= completed and time.monotonic() < deadline:
             time.sleep(0.02)
         ray.kill(victim, no_restart=True)
 
     killer = threading.Thread(target=kill_mid_batch)
     killer.start()
-    try:
-        archs = _archs(8, 6)
-        results = evaluator.evaluate(archs)
-        killer.join()
-        assert all(r.status == "ok" for r in results), [r.error for r in results]
-        assert stats.actors_replaced >= 1 and stats.resubmitted >= 1
-        frame = ray.get(archive.frame.remote())
-        assert len(frame) == 8 and frame["arch_id"].is_unique
-        assert set(frame["arch_id"]) == {r.arch_id for r in results}
-    finally:
-        evaluator.shutdown()
-        ray.kill(archive, no_restart=True)
+    results = evaluator.evaluate(_archs(6, 6))
+    killer.join()
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
+    assert stats.actors_replaced > replaced and stats.resubmitted >= 1
+    frame = ray.get(archive.frame.remote())
+    assert frame["arch_id"].is_unique
+    assert set(frame["arch_id"]) - before == {r.arch_id for r in results}
 
 
-def test_failing_candidate_becomes_failed_row_and_run_goes_on(ray_local, run_dir, config, tmp_path):
-    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
-    from pipeline.search.archive import start_archive
+def test_failing_candidate_becomes_failed_row_and_run_goes_on(ray_local, pools):
     from pipeline.space.base import arch_id
 
     ray = ray_local
-    cache = tmp_path / "onnx"
+    archive, evaluator = pools
     broken = _archs(3, 7)
     # A directory where the broken candidate's ONNX file should go: its export throws on os.replace.
-    (cache / f"{arch_id(broken[1])}_r{broken[1]['resolution']}_b1.onnx").mkdir(parents=True)
-    settings = config.model_copy(deep=True)
-    settings.evaluate.onnx_cache = str(cache)
-    settings.evaluate.num_evaluators = 1
-    archive = start_archive(tmp_path, "evaltest", "ofav2", OBJECTIVES, name="archive-failures")
-    with OFAv2ActorEvaluator(settings, run_dir, archive=archive) as evaluator:
-        results = evaluator.evaluate(broken)
-        with pytest.raises(ArchitectureError, match="resolution"):
-            evaluator.evaluate([broken[0] | {"resolution": 99}])
+    (evaluator.cache_dir / f"{arch_id(broken[1])}_r{broken[1]['resolution']}_b1.onnx").mkdir(parents=True)
+    results = evaluator.evaluate(broken)
+    with pytest.raises(ArchitectureError, match="resolution"):
+        evaluator.evaluate([broken[0] | {"resolution": 99}])
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "local_one_thread" in results[1].error and "Error" in results[1].error
     frame = ray.get(archive.frame.remote()).set_index("arch_id")
     assert frame.loc[results[1].arch_id, "status"] == "failed"
     assert frame.loc[results[1].arch_id, "error"] == results[1].error
     assert frame.loc[results[0].arch_id, "status"] == "ok"
-    ray.kill(archive, no_restart=True)
 
 
 def test_unknown_profile_is_a_clear_error_before_any_actor_starts(run_dir, config):
