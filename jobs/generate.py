@@ -45,15 +45,12 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
-
     from pipeline.config import load_config
     from pipeline.errors import ConfigError
     from pipeline.search.pnag_budget import parse_budgets, parse_metrics
     from pipeline.search.pnag_runs import settings_from_config
     from pipeline.search.records import write_parquet_atomic
 
-    torch.set_num_threads(1)
     config = load_config(args.config, args.overrides)
     gen = config.generate
     metrics = parse_metrics(args.budget_metric if args.budget_metric is not None else gen.budget_metrics)
@@ -65,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["verify"] = args.verify
     settings = settings_from_config(gen.model_dump() | overrides)
     seed = config.run.seed if args.seed is None else args.seed
+    import torch
+
+    torch.set_num_threads(1)  # small networks: one thread is fastest and leaves the cores to Ray
     if args.from_run:
         frame, metadata, out = _from_run(Path(args.from_run), budgets, settings, seed, args.out)
     else:

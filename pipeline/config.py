@@ -335,16 +335,17 @@ class GenerateConfig(Section):
     budgets: list[float | list[float]] = []  # one value per budget, or one list per budget for several metrics
     evals: int = Field(300, ge=6)  # true evaluations in total: training data + verification
     hidden_size: int = Field(64, ge=4)
-    training_steps: int = Field(300, ge=1)  # REINFORCE steps of the first fit
+    training_steps: int = Field(200, ge=1)  # REINFORCE steps of the first fit
     round_steps: int = Field(30, ge=0)  # warm-start REINFORCE steps after each evaluated batch
-    evaluator_steps: int = Field(1000, ge=1)  # ranking-loss steps of R's first fit
-    evaluator_round_steps: int = Field(200, ge=0)
-    samples_per_budget: int = Field(256, ge=1)
+    evaluator_steps: int = Field(500, ge=1)  # ranking-loss steps of R's first fit
+    evaluator_round_steps: int = Field(100, ge=0)
+    samples_per_budget: int = Field(128, ge=1)
     entropy_weight: float = Field(0.1, ge=0.0)
     verify: bool = True  # truly evaluate the winners (counts against evals)
     init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)
     explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     refit_every: int = Field(3, ge=1)  # evaluated batches between warm refits of R and the generator
+    pool_size: int = Field(2000, ge=10)  # random architectures in R's training pool
 
 
 class PipelineConfig(Section):

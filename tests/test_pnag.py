@@ -17,8 +17,8 @@ from pipeline.search.pnag_runs import generate_from_archive, generate_with_evalu
 torch.set_num_threads(1)
 
 FAST = PNAGSettings(
-    evals=50, training_steps=80, round_steps=10, evaluator_steps=200, evaluator_round_steps=50,
-    samples_per_budget=64, pool_size=300, refit_every=2, batch_size=128,
+    evals=40, training_steps=60, round_steps=10, evaluator_steps=150, evaluator_round_steps=40,
+    samples_per_budget=48, pool_size=200, refit_every=2, batch_size=96,
 )
 
 

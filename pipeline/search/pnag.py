@@ -41,18 +41,18 @@ class PNAGSettings:
     budget_metrics: tuple[str, ...] = ("params_m",)
     evals: int = 300  # true evaluations in total: training data + verification
     hidden_size: int = 64  # LSTM hidden size (the reference's)
-    training_steps: int = 300  # REINFORCE steps of the first fit
+    training_steps: int = 200  # REINFORCE steps of the first fit
     round_steps: int = 30  # warm-start REINFORCE steps after each batch of evaluations
-    evaluator_steps: int = 1000  # ranking-loss steps of R's first fit
-    evaluator_round_steps: int = 200
-    samples_per_budget: int = 256
+    evaluator_steps: int = 500  # ranking-loss steps of R's first fit
+    evaluator_round_steps: int = 100
+    samples_per_budget: int = 128
     entropy_weight: float = 0.1
     verify: bool = True
     init_fraction: float = 1 / 3  # share of evals on random architectures (plus smallest/largest)
     explore_fraction: float = 0.1  # share on generator proposals for continuous random budgets
     pool_size: int = 2000  # random architectures in R's training pool
     refit_every: int = 3  # evaluated batches between warm refits of R and the generator (predictors: every batch)
-    batch_size: int = 256
+    batch_size: int = 128
 
 
 @dataclass
@@ -259,7 +259,7 @@ class PNAG:
         out = [self.space.encode(self.space.mutate(known[i].arch, self.rng, prob)) for i in best for _ in range(per_incumbent)]
         return np.stack(out) if out else np.empty((0, len(self.features.cardinalities)), dtype=np.int64)
 
-    def pick(self, budget: np.ndarray, verified_only: bool, max_checks: int = 50) -> tuple[Architecture | None, float, bool, str]:
+    def pick(self, budget: np.ndarray, verified_only: bool, max_checks: int = 10) -> tuple[Architecture | None, float, bool, str]:
         """The generated architecture for ``budget``: (arch, predicted top1, meets budget, note)."""
         found = self.candidates(budget)
         exactness = "exact cost" if self.cost.all_exact else "predicted cost"

@@ -78,7 +78,7 @@ class ParetoAwareEvaluator:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
 
     def train(self, features: np.ndarray, accuracy: np.ndarray, costs: np.ndarray, steps: int,
-              batch_size: int = 512) -> float:
+              batch_size: int = 256) -> float:
         """Fit R on random pairs of the pool under continuously sampled budgets; mean last loss."""
         pool = torch.as_tensor(features, dtype=torch.float32)
         n, m = len(pool), len(self.scale.metrics)

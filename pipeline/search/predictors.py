@@ -6,8 +6,8 @@
   broken architectures (e.g. 10 % accuracy) do not dominate the fit of the good region; the
   ensemble's mean is the prediction. Architectures with a known true accuracy keep it.
 - ``CostOracle``: exact costs where the caller provides them (an evaluator's ``cheap_metrics``
-  or the supernet's ``arch_costs``), otherwise a regressor on log cost fitted to the measured
-  rows. Exact costs are cached per architecture.
+  or the supernet's ``arch_costs``), otherwise a ridge regressor on log cost (one-hot genes)
+  fitted to the measured rows. Exact costs are cached per architecture.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import lightgbm as lgb
 import numpy as np
+from sklearn.linear_model import Ridge
 
 from pipeline.errors import BudgetError
 from pipeline.space.base import Architecture, SearchSpace
@@ -81,7 +82,7 @@ class CostOracle:
         self.predicted = tuple(m for m in self.metrics if m not in self.exact)
         self.seed = seed
         self._cache: dict[bytes, np.ndarray] = {}
-        self._models: dict[str, lgb.LGBMRegressor] = {}
+        self._models: dict[str, Ridge] = {}
 
     @property
     def all_exact(self) -> bool:
@@ -95,10 +96,8 @@ class CostOracle:
             if usable.sum() < 5:
                 raise BudgetError(f"budget metric {name!r} is neither computable exactly nor measured on enough "
                                   f"architectures ({int(usable.sum())}) to predict it")
-            self._models[name] = lgb.LGBMRegressor(
-                n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=3,
-                random_state=self.seed, n_jobs=1, verbose=-1,
-            ).fit(features[usable], np.log(values[usable]))
+            # costs are close to additive over the decisions: ridge on one-hot genes, in log space
+            self._models[name] = Ridge(alpha=0.1).fit(features[usable], np.log(values[usable]))
         return self
 
     def costs(self, genes: np.ndarray, archs: Sequence[Architecture], features: np.ndarray) -> np.ndarray:
