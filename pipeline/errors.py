@@ -39,3 +39,7 @@ class ProfileError(PipelineError):
 
 class ResultsError(PipelineError):
     """A Parquet result file that is missing or corrupt."""
+
+
+class ClusterError(PipelineError):
+    """A Ray cluster address that does not answer or refuses this client."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Callable
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ClusterError, PipelineError
 
 
 def prepare_ray_environment() -> None:
@@ -24,6 +25,23 @@ def prepare_ray_environment() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not os.environ.get("RAY_ADDRESS"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def check_cluster_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with one line, when ``RAY_ADDRESS`` names a host:port that does not answer.
+
+    ``ray.init`` would otherwise retry for minutes. ``auto`` and ``ray://`` addresses are left to Ray.
+    """
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"RAY_ADDRESS={address!r} is not of the form host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"the Ray cluster at {address} (RAY_ADDRESS) does not answer: {exc.strerror or exc}") from None
 
 
 def connect_ray(num_cpus: int | None = None, namespace: str = "nas") -> bool:
@@ -36,13 +54,22 @@ def connect_ray(num_cpus: int | None = None, namespace: str = "nas") -> bool:
 
     if ray.is_initialized():
         return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(namespace=namespace, log_to_driver=True)
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        check_cluster_reachable(address)
+        try:
+            ray.init(namespace=namespace, log_to_driver=True)
+        except (ConnectionError, TimeoutError) as exc:
+            raise ClusterError(f"cannot attach to the Ray cluster at {address}: {exc}") from None
         return True
     ray.init(
+        address="local",  # always a fresh local Ray: never attach to another instance on the machine
         num_cpus=num_cpus,
         namespace=namespace,
-        include_dashboard=False,
+        # the dashboard (on loopback) serves the state API that Ray Train's placement-group
+        # cleaner polls, and lets a laptop user `ray job submit` to this Ray as well
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
         _node_ip_address="127.0.0.1",
         log_to_driver=True,
     )

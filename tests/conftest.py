@@ -23,7 +23,7 @@ def ray_local():
     """A module-scoped local Ray with 2 CPUs on 127.0.0.1; shut down after the module."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", namespace="tests")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", namespace="tests")
     yield ray
     ray.shutdown()
 

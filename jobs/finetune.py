@@ -1,0 +1,49 @@
+"""Fine-tune chosen subnets of a trained run with Ray Tune and export them to ONNX.
+
+    python jobs/finetune.py --out RUN_DIR [--config FILE] [--set finetune.source=generated ...]
+                            [--arch JSON ...]
+
+The architectures come from the run's final front (default), the generator's picks
+(``finetune.source=generated``), or are given with ``--arch`` (repeatable). Writes
+RUN_DIR/finetuned.parquet and RUN_DIR/models/<arch_id>.onnx.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
+
+
+def main() -> int:
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+    from pipeline.stages import run_finetune_stage
+
+    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--arch", action="append", default=[], help="architecture JSON to fine-tune; repeatable")
+    args = parser.parse_args()
+    if not args.out:
+        raise ConfigError("--out RUN_DIR is required: the run whose supernet is fine-tuned")
+    run_dir = Path(args.out).resolve()
+    stored = run_dir / "config.yaml"
+    config = load_config(args.config or (stored if stored.is_file() else None), args.overrides)
+    if args.arch:
+        config.finetune.source = "explicit"
+        config.finetune.archs = list(args.arch)
+    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
+    try:
+        run_finetune_stage(config, run_dir)
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)

@@ -1,0 +1,290 @@
+"""The pipeline's stages on one run directory: train, search, generate, finetune, report.
+
+Each ``run_*_stage`` function does one stage from a validated ``PipelineConfig``; the jobs in
+``jobs/`` call them, and ``run_pipeline`` runs them in order, skipping stages recorded as
+completed in ``stages.json`` (so ``--resume`` continues from the last completed stage, and the
+interrupted stage continues from its own checkpoints). This module sits above every package and
+is the only place that wires the supernet-backed evaluator into the search engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import BudgetError, ConfigError, ResultsError
+from pipeline.evaluate.interface import Objective
+from pipeline.run_dir import completed_stages, mark_completed
+from pipeline.space.base import Architecture
+
+STAGES: tuple[str, ...] = ("train", "search", "generate", "finetune", "report")
+GENERATED_FILE = "generated.parquet"
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+# ----------------------------------------------------------------------------------- train
+def run_train_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train the supernet (Ray Train) into ``run_dir/supernet``."""
+    from pipeline.train import train_supernet
+
+    return train_supernet(config, run_dir, resume=resume)
+
+
+# ---------------------------------------------------------------------------------- search
+class ArchiveActorSink:
+    """The search engine's archive sink over the named archive actor."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> int:
+        import ray
+
+        return ray.get(self.handle.upsert.remote(list(rows), merge=True))
+
+    def write_front(self, iteration: int) -> str:
+        import ray
+
+        return ray.get(self.handle.write_front.remote(iteration))
+
+    def frame(self) -> pd.DataFrame:
+        import ray
+
+        return ray.get(self.handle.frame.remote())
+
+
+class MeasuredLatencyPredictor:
+    """A latency predictor for one profile, refitted whenever the evaluator has measured more."""
+
+    def __init__(self, evaluator: Any, profile: str):
+        self.evaluator, self.profile = evaluator, profile
+        self._fitted: Any = None
+        self._fitted_on = -1
+
+    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
+        measured = self.evaluator.evaluations
+        if self._fitted is None or measured != self._fitted_on:
+            self._fitted = self.evaluator.latency_predictor(self.profile)
+            self._fitted_on = measured
+        features = [self.evaluator.cheap_metrics(arch) for arch in archs]  # cached per arch_id
+        return np.asarray(self._fitted.predict(list(archs), features), dtype=float)
+
+
+def search_objectives(config: PipelineConfig) -> list[Objective]:
+    """The configured objectives, checked against what the ofav2 evaluator measures."""
+    profiles = {profile.name for profile in config.evaluate.profiles}
+    objectives = [Objective(o.name, o.direction) for o in config.search.objectives]
+    for objective in objectives:
+        name = objective.name
+        if name.startswith("latency_ms@"):
+            if name.split("@", 1)[1] not in profiles:
+                raise ConfigError(
+                    f"search.objectives: {name} names an unknown hardware profile; "
+                    f"known profiles: {', '.join(sorted(profiles)) or '(none)'}"
+                )
+        elif name not in ("top1", "params_m", "macs_m"):
+            raise ConfigError(
+                f"search.objectives: unknown objective {name!r}; use top1, params_m, macs_m or latency_ms@<profile>"
+            )
+    return objectives
+
+
+def check_actor_resources(config: PipelineConfig) -> None:
+    """Refuse a local Ray too small for the evaluator and latency pools (they would wait forever).
+
+    Attached to a cluster (``RAY_ADDRESS`` set), an autoscaler may still add nodes, so only a
+    warning is printed.
+    """
+    import os
+
+    import ray
+
+    settings = config.evaluate
+    needed = settings.num_evaluators * settings.evaluator_num_cpus + sum(
+        profile.num_actors * profile.num_cpus for profile in settings.profiles
+    )
+    available = float(ray.cluster_resources().get("CPU", 0.0))
+    if needed <= available + 1e-9:
+        return
+    message = (
+        f"the evaluator and latency pools need {needed:g} CPUs but Ray has {available:g}; lower "
+        "evaluate.num_evaluators, evaluate.evaluator_num_cpus or the profiles' num_cpus, or raise ray.num_cpus"
+    )
+    if os.environ.get("RAY_ADDRESS"):
+        _print(f"warning: {message} (waiting for the autoscaler)")
+        return
+    raise ConfigError(message)
+
+
+def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """NATv2 on the trained supernet, through evaluator/latency actors and the archive actor."""
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.search.archive import start_archive
+    from pipeline.search.driver import run_search
+    from pipeline.search.natv2 import NATv2Settings
+
+    if config.search.space != "ofav2":
+        raise ConfigError("the pipeline searches the ofav2 supernet; set search.space: ofav2 "
+                          "(use jobs/search.py --space natsbench for the benchmark table)")
+    objectives = search_objectives(config)
+    check_actor_resources(config)
+    settings = NATv2Settings.from_mapping(config.search.model_dump())
+    metadata = config.model_dump(mode="json")
+    handle = start_archive(run_dir, config.run.name, "ofav2", objectives, config=metadata,
+                           name=f"archive-{config.run.name}")
+    with OFAv2ActorEvaluator(config, run_dir, archive=handle) as evaluator:
+        predictors = {
+            o.name: MeasuredLatencyPredictor(evaluator, o.name.split("@", 1)[1])
+            for o in objectives if o.name.startswith("latency_ms@")
+        }
+        result = run_search(
+            evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
+            resume=resume, metadata=metadata, sink=ArchiveActorSink(handle),
+            latency_predictors=predictors or None, log=_print,
+        )
+    last = result.history[-1] if result.history else {}
+    return {"evaluations": result.evaluations, "hypervolume": last.get("hypervolume")}
+
+
+# -------------------------------------------------------------------------------- generate
+def default_budgets(archive: pd.DataFrame, metric: str, count: int = 5) -> list[float]:
+    """Evenly spaced budgets between the cheapest and the costliest evaluated architecture."""
+    values = archive.loc[archive.get("status", "ok") == "ok", metric].dropna()
+    if values.empty:
+        raise BudgetError(f"no evaluated architecture has {metric!r}; cannot derive budgets")
+    low, high = float(values.min()), float(values.max())
+    return [float(v) for v in np.linspace(low + 0.1 * (high - low), high, count)]
+
+
+def generate_for_run(
+    run_dir: Path, budgets: Sequence[float] | np.ndarray | None, settings_values: dict[str, Any], seed: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """PNAG for the ofav2 space of a finished search run: learn from its archive, one row per budget."""
+    from pipeline.search.archive_store import load_archive_frame
+    from pipeline.search.pnag_budget import parse_budgets
+    from pipeline.search.pnag_runs import generate_from_archive, settings_from_config
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.supernet.costs import ArchCostCounter
+
+    settings = settings_from_config(settings_values)
+    archive, metadata = load_archive_frame(run_dir)
+    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    if budgets is None or len(budgets) == 0:
+        if len(settings.budget_metrics) != 1:
+            raise BudgetError("give budgets explicitly when generating for several budget metrics")
+        budgets = default_budgets(archive, settings.budget_metrics[0])
+    budgets = parse_budgets(list(budgets), len(settings.budget_metrics))
+    # exact costs extract a subnet (slow): the generator predicts them from the archive's measured
+    # columns, and the exact count fixes the budget range and checks every pick
+    frame, _ = generate_from_archive(net.space, archive, budgets, settings, seed,
+                                     run_id=str(metadata.get("run_id", "generate")),
+                                     check_cost_fn=ArchCostCounter(net))
+    return frame, {"from_run": str(run_dir), "seed": seed, "config": metadata.get("config", {})}
+
+
+def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """PNAG from the search archive; writes ``generated.parquet``."""
+    from pipeline.search.records import write_parquet_atomic
+
+    budgets = config.generate.budgets or None
+    frame, metadata = generate_for_run(run_dir, budgets, config.generate.model_dump(), config.run.seed)
+    write_parquet_atomic(frame, run_dir / GENERATED_FILE, metadata)
+    met = int(frame["meets_budget"].sum()) if "meets_budget" in frame else 0
+    _print(f"generate: {len(frame)} budgets, {met} met")
+    return {"budgets": len(frame), "met": met}
+
+
+# -------------------------------------------------------------------------------- finetune
+def _spread(frame: pd.DataFrame, cost: str, count: int) -> pd.DataFrame:
+    """``count`` rows spread evenly along ``cost`` (always the cheapest and the costliest)."""
+    frame = frame.sort_values(cost).drop_duplicates("arch_id")
+    if len(frame) <= count:
+        return frame
+    picks = np.unique(np.round(np.linspace(0, len(frame) - 1, count)).astype(int))
+    return frame.iloc[picks]
+
+
+def finetune_choices(config: PipelineConfig, run_dir: Path, space: Any) -> list[Architecture]:
+    """The architectures to fine-tune, from the front, the generator's picks, or the config."""
+    from pipeline import results
+
+    settings = config.finetune
+    if settings.source == "explicit":
+        if not settings.archs:
+            raise ConfigError("finetune.source is 'explicit' but finetune.archs is empty")
+        return [space.from_text(text) for text in settings.archs]
+    if settings.source == "generated":
+        frame = results.generated(run_dir)
+        frame = frame[frame["meets_budget"].astype(bool)]
+    else:
+        frame = results.front(run_dir)
+        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+    if frame.empty:
+        raise ResultsError(f"no architectures to fine-tune in {run_dir} (finetune.source={settings.source})")
+    cost = next((c for c in ("params_m", "macs_m") if c in frame), None)
+    chosen = _spread(frame, cost, settings.max_archs) if cost else frame.head(settings.max_archs)
+    return [space.from_text(text) for text in chosen["arch"]]
+
+
+def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = False,
+                       archs: Sequence[Architecture] | None = None) -> dict[str, Any]:
+    """Ray Tune trials fine-tuning the chosen subnets; ONNX to ``models/``, ``finetuned.parquet``."""
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.train.finetune import run_finetune
+
+    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    space = net.space
+    chosen = [space.validate(a) for a in archs] if archs else finetune_choices(config, run_dir, space)
+    frame = run_finetune(
+        chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
+        settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
+        metadata={"config": config.model_dump(mode="json")},
+    )
+    ok = frame[frame["status"] == "ok"]
+    _print(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {run_dir / 'models'}")
+    return {"finetuned": len(ok), "failed": int((frame["status"] != "ok").sum())}
+
+
+# ---------------------------------------------------------------------------------- report
+def run_report_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Plots of every stage's results into ``plots/``."""
+    from pipeline.plots import plot_run
+
+    written = plot_run(run_dir)
+    _print("plots: " + ", ".join(str(p) for p in written))
+    return {"plots": len(written)}
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Path, bool], dict[str, Any]]] = {
+    "train": run_train_stage,
+    "search": run_search_stage,
+    "generate": run_generate_stage,
+    "finetune": run_finetune_stage,
+    "report": run_report_stage,
+}
+
+
+def run_pipeline(config: PipelineConfig, run_dir: Path, resume: bool = False,
+                 stages: Sequence[str] = STAGES) -> dict[str, dict[str, Any]]:
+    """Run ``stages`` in order, skipping those already completed; return each stage's summary."""
+    unknown = [s for s in stages if s not in STAGE_FUNCTIONS]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+    done = completed_stages(run_dir) if resume else []
+    summaries: dict[str, dict[str, Any]] = {}
+    for index, stage in enumerate(stages, start=1):
+        if stage in done:
+            _print(f"[{index}/{len(stages)}] {stage}: already completed, skipped")
+            continue
+        _print(f"[{index}/{len(stages)}] {stage} ...")
+        summaries[stage] = STAGE_FUNCTIONS[stage](config, run_dir, resume)
+        mark_completed(run_dir, stage, **{k: v for k, v in summaries[stage].items() if v is not None})
+    return summaries
