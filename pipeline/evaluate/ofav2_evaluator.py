@@ -142,10 +142,14 @@ class OFAv2ActorEvaluator(Evaluator):
             result = self._result(unique[key], key, known.get(key), collected[key])
             finished[key] = result
             if needed[key]:
-                buffer.append(result_row(
+                row = result_row(
                     result, run_id=self.run_id, space=self.space.name, arch_text=self.space.to_text(unique[key]),
                     iteration=iteration, source=source, predicted_top1=predicted.get(key),
-                ))
+                )
+                # where each profile's latency was measured, so placement can be audited from Parquet
+                row.update({f"latency_node@{profile}": node for (node_key, profile), node in self.placements.items()
+                            if node_key == key})
+                buffer.append(row)
                 if len(buffer) >= self.settings.archive_batch_size:
                     flush()
 
