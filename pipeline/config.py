@@ -299,7 +299,8 @@ class SearchConfig(Section):
     initial_fraction: float = Field(0.2, gt=0.0, le=1.0)
     min_initial_size: int = Field(10, ge=2)
     initial_factor: float = Field(1.0, ge=1.0)  # pre-processing: evaluate factor x initial size
-    candidates_per_iteration: int = Field(10, ge=1)
+    candidates_per_iteration: int | None = Field(None, ge=1)  # None: max_evaluations / target_iterations in [5, 25]
+    target_iterations: int = Field(30, ge=1)
     surrogates: list[Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]] = Field(
         ["lgbm", "gp", "ridge"], min_length=1
     )

@@ -35,7 +35,8 @@ def _engine(table, run_dir, settings=FAST, seed=0, objectives=OBJECTIVES, **kwar
 
 
 def _content(sink) -> pd.DataFrame:
-    return sink.frame().drop(columns=["evaluated_at"]).sort_values("arch_id").reset_index(drop=True)
+    frame = sink.frame().drop(columns=["evaluated_at"]).sort_values("arch_id").reset_index(drop=True)
+    return frame.astype({"predicted_top1": float})  # None before a reload, NaN after one
 
 
 def test_run_respects_budget_and_records_every_evaluation(table, tmp_path):
@@ -125,6 +126,13 @@ def test_search_config_defaults_are_the_engine_defaults():
     assert settings == NATv2Settings()
     custom = NATv2Settings.from_mapping({"adaptation": {"enabled": True, "archs_sampled": 7}, "surrogates": ["gp"]})
     assert custom.adaptation_enabled and custom.adaptation_archs == 7 and custom.surrogates == ("gp",)
+
+
+def test_candidates_per_iteration_scales_with_budget():
+    assert NATv2Settings(max_evaluations=100).candidates() == 5
+    assert NATv2Settings(max_evaluations=300).candidates() == 10
+    assert NATv2Settings(max_evaluations=10**5).candidates() == 25
+    assert NATv2Settings(max_evaluations=100, candidates_per_iteration=7).candidates() == 7
 
 
 def test_initial_archive_scales_with_budget():

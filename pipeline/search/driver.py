@@ -63,7 +63,7 @@ def run_search(
             f"evaluation budget {settings.max_evaluations} is below the {needed} evaluations the initial archive "
             f"needs (initial archive {settings.initial_archive_size()} x pre-processing factor {settings.initial_factor})"
         )
-    if settings.candidates_per_iteration < 1:
+    if settings.candidates() < 1:
         raise ConfigError("search.candidates_per_iteration must be at least 1")
     has_state = (run_dir / STATE_FILE).exists()
     if has_state and not resume:

@@ -69,7 +69,8 @@ class NATv2Settings:
     initial_fraction: float = 0.2
     min_initial_size: int = 10
     initial_factor: float = 1.0  # pre-processing: evaluate factor x initial size, keep initial size
-    candidates_per_iteration: int = 10
+    candidates_per_iteration: int | None = None  # None: max_evaluations / target_iterations in [5, 25]
+    target_iterations: int = 30
     surrogates: tuple[str, ...] = ("lgbm", "gp", "ridge")
     ensemble_size: int = 0
     cv_folds: int = 5
@@ -96,6 +97,12 @@ class NATv2Settings:
             return self.initial_size
         scaled = round(self.initial_fraction * self.max_evaluations)
         return int(min(self.archive_size, max(self.min_initial_size, scaled)))
+
+    def candidates(self) -> int:
+        """K: explicit, or about ``target_iterations`` iterations' worth of the budget, within [5, 25]."""
+        if self.candidates_per_iteration is not None:
+            return self.candidates_per_iteration
+        return int(min(25, max(5, round(self.max_evaluations / self.target_iterations))))
 
     def evaluations_for_initial(self) -> int:
         return int(math.ceil(self.initial_factor * self.initial_archive_size()))
@@ -197,7 +204,7 @@ class NATv2Engine:
     def _iterate(self) -> None:
         state, settings = self.state, self.settings
         state.iteration += 1
-        k = min(settings.candidates_per_iteration, settings.max_evaluations - state.evaluations)
+        k = min(settings.candidates(), settings.max_evaluations - state.evaluations)
         choices = self._fit_surrogates()
         archs, predicted = self._propose(k)
         self._evaluate(archs, iteration=state.iteration, source="search", predicted=predicted)
