@@ -52,7 +52,7 @@ def load_state(directory: Path, fingerprint: dict[str, Any]) -> TrainState:
     """Load a state and check it belongs to this run's settings."""
     path = Path(directory) / STATE_FILE
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
         state = TrainState(**raw)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
