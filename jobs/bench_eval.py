@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline.atomic import write_parquet_atomic  # noqa: E402
 from pipeline.config import HardwareProfile, PipelineConfig, load_config  # noqa: E402
 from pipeline.runtime import connect_ray, job_argument_parser, prepare_ray_environment, run_job  # noqa: E402
 
@@ -188,7 +189,6 @@ def archive_ingest(config: PipelineConfig, work: Path, size: dict[str, int]) -> 
     from pipeline.evaluate.interface import Objective
     from pipeline.search.archive import start_archive
     from pipeline.search.archive_store import ArchiveStore
-    from pipeline.search.records import write_parquet_atomic
 
     objectives = [Objective("top1", "max"), Objective("latency_ms@local_one_thread", "min")]
     rows = archive_rows(size["archive_rows"], make_space(config), np.random.default_rng(0))
@@ -306,9 +306,7 @@ def main() -> int:
     table = pd.DataFrame(rows)
     table["load_avg_1m"] = load
     target_file = out / "bench_eval.parquet"
-    tmp_file = target_file.with_name(target_file.name + ".tmp")
-    table.to_parquet(tmp_file, index=False)
-    tmp_file.replace(target_file)
+    write_parquet_atomic(table, target_file)
     print(f"evaluation benchmark ({'quick' if args.quick else 'full'}; load average at start {load:.2f}):")
     for row in rows:
         print(f"  {row['metric']:<26} {row['value']:>10.3f}  target {row['direction']} {row['target']:<8g} "

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
+from pipeline.atomic import write_parquet_atomic  # noqa: E402
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
 from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
 
@@ -135,9 +136,7 @@ def main() -> int:
             ray.shutdown()
     table = pd.concat([ablation_rows, speed_rows], ignore_index=True)
     target = out / "bench_ofav2.parquet"
-    tmp_file = target.with_name(target.name + ".tmp")
-    table.to_parquet(tmp_file, index=False)
-    tmp_file.replace(target)
+    write_parquet_atomic(table, target)
     pivot = ablation_rows.pivot(index="variant", columns="phase", values="top1_best")
     pivot = pivot.reindex(index=list(VARIANTS), columns=[p for p in PHASES if p in pivot.columns])
     print("best evaluated subnet, validation top-1 (%) after each phase:")

@@ -11,7 +11,6 @@ columns variant, arch_id, train_step_ratio, inference_ratio, max_abs_diff (plus 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -41,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pipeline.supernet.benchmark import COLUMNS, VARIANTS, run_benchmark, write_parquet
+    from pipeline.atomic import write_parquet_atomic
+    from pipeline.supernet.benchmark import COLUMNS, VARIANTS, run_benchmark
 
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.classes, args.stage_widths, args.seed)
     settings = {"batch": args.batch, "resolution": args.resolution, "threads": args.threads,
                 "repeats": repeats, "quick": args.quick}
-    path = write_parquet(frame, Path(args.out) / "bench_supernet.parquet",
-                         {"bench_settings": json.dumps(settings)})
+    path = write_parquet_atomic(frame, Path(args.out) / "bench_supernet.parquet", {"bench_settings": settings})
     print()
     print(frame[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     train, infer = frame["train_step_ratio"].median(), frame["inference_ratio"].median()

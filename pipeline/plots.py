@@ -18,15 +18,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline import results  # noqa: E402
+from pipeline.atomic import atomic_path  # noqa: E402
 from pipeline.errors import ResultsError  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(figure)
-    tmp.replace(path)
     return path
 
 

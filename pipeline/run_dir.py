@@ -10,9 +10,9 @@ that was interrupted.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig, dump_config, load_config
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.search.records import utc_now
@@ -65,6 +65,4 @@ def mark_completed(run_dir: str | Path, stage: str, **details: object) -> None:
     entries = json.loads(path.read_text())["completed"] if path.exists() else []
     entries = [e for e in entries if e["stage"] != stage]
     entries.append({"stage": stage, "finished_at": utc_now(), **details})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"completed": entries}, indent=1, default=str))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps({"completed": entries}, indent=1, default=str))

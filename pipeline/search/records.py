@@ -11,20 +11,18 @@ moved into place with ``os.replace``, so a crash never leaves a half-written fil
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.atomic import METADATA_KEY, write_parquet_atomic  # noqa: F401 - re-exported for callers
 from pipeline.errors import ResultsError
 from pipeline.evaluate.interface import EvaluationResult, Objective
 
-METADATA_KEY = b"pipeline"
 SOURCES = ("init", "search", "generator", "finetune")
 LEADING_COLUMNS: tuple[str, ...] = (
     "run_id", "arch_id", "arch", "space", "iteration", "source", "top1", "params_m", "macs_m",
@@ -79,27 +77,6 @@ def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
 def objectives_metadata(objectives: Sequence[Objective]) -> list[dict[str, str]]:
     """Objective names and directions as stored in the file metadata."""
     return [{"name": o.name, "direction": o.direction} for o in objectives]
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``frame`` to ``path`` atomically, with ``metadata`` as JSON in the schema metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    merged = dict(table.schema.metadata or {})
-    merged[METADATA_KEY] = json.dumps(metadata or {}, sort_keys=True, default=str).encode()
-    table = table.replace_schema_metadata(merged)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:

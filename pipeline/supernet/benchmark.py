@@ -18,11 +18,9 @@ less sensitive to other processes competing for the cores.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -141,21 +139,3 @@ def run_benchmark(variants: Sequence[str] = tuple(VARIANTS), batch: int = 32, re
             rows.append(row)
     frame = pd.DataFrame(rows)
     return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
-
-
-def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``frame`` to ``path`` atomically (temporary file, then ``os.replace``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

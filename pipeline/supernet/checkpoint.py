@@ -9,12 +9,12 @@ foreign file raises a one-line ``CheckpointError``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.network import OFAv2Supernet
@@ -34,12 +34,8 @@ def save_supernet(path: str | Path, net: OFAv2Supernet, extra: dict[str, Any] | 
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig
 from pipeline.runtime import prepare_ray_environment
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
@@ -33,10 +34,7 @@ def _run_name(config: PipelineConfig, train_root: Path, resume: bool) -> str:
     if resume and run_file.is_file():
         return json.loads(run_file.read_text())["name"]
     name = f"{config.run.name}-{uuid.uuid4().hex[:8]}"
-    train_root.mkdir(parents=True, exist_ok=True)
-    tmp = run_file.with_name(RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps({"name": name}))
-    tmp.replace(run_file)
+    write_text_atomic(run_file, json.dumps({"name": name}))
     return name
 
 

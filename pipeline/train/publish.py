@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch.nn as nn
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.supernet.checkpoint import save_supernet
 
 SUPERNET_FILE = Path("supernet") / "supernet.pt"
@@ -24,9 +24,7 @@ METRICS_FILE = "train_metrics.parquet"
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(history).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_parquet_atomic(pd.DataFrame(history), path)
 
 
 def publish_epoch(run_dir: Path, net: nn.Module, history: list[dict[str, Any]], extra: dict[str, Any]) -> None:

@@ -10,13 +10,13 @@ must not change on resume (variant, plan, world size, seed).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import CheckpointError
 
 STATE_FILE = "state.pt"
@@ -42,9 +42,8 @@ class TrainState:
 def save_state(state: TrainState, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / STATE_FILE
-    tmp = directory / (STATE_FILE + ".tmp")
-    torch.save(state.__dict__, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        torch.save(state.__dict__, tmp)
     return target
 
 
