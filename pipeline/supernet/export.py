@@ -14,13 +14,13 @@ optimisation level, and raises ``ProfileError`` when the execution provider is u
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import ProfileError
 
 PROVIDERS = {
@@ -62,20 +62,17 @@ def export_onnx(module: nn.Module, path: str | Path, resolution: int, batch_size
     example = torch.zeros(batch_size, 3, resolution, resolution, device=device)
     was_training = module.training
     module.eval()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         count = _output_count(module, example)
         names = ["logits"] if count == 1 else [f"exit_{i + 1}" for i in range(count)]
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, (example,), str(tmp), input_names=["input"], output_names=names,
                 opset_version=opset or DEFAULT_OPSET, dynamo=False, do_constant_folding=True,
             )
-        os.replace(tmp, path)
     finally:
         module.train(was_training)
-        tmp.unlink(missing_ok=True)
     return path
 
 
