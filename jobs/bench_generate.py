@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, training_steps=40, round_steps=5, evaluator_steps=100, evaluator_round_steps=20,
                            samples_per_budget=32, pool_size=200, refit_every=3, batch_size=64)
         seeds, evals = range(min(args.seeds, 2)), min(evals, 40)
-    frame = benchmark_generation(table, seeds, evals, methods, settings=settings, workers=args.workers)
+    frame = benchmark_generation(table, seeds, evals, methods, settings=settings, workers=args.workers,
+                                 log=lambda line: print(line, flush=True))
     summary = summarise(frame)
     out = Path(args.out)
     metadata = {"table": str(args.table), "evals": evals, "seeds": list(seeds), "settings": settings.__dict__,

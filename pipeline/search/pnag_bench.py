@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
@@ -87,18 +87,30 @@ def _run_one(job: tuple[str, pd.DataFrame, int, int, tuple[float, ...], PNAGSett
 def benchmark_generation(
     table: pd.DataFrame, seeds: Sequence[int], evals: int, methods: Sequence[str] = METHODS,
     budgets: Sequence[float] = BUDGETS, settings: PNAGSettings | None = None, workers: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """One row per (method, seed, budget) with the true accuracy, cost, regret and whether it met."""
     settings = settings or PNAGSettings()
     jobs = [(m, table, int(s), int(evals), tuple(budgets), settings) for m in methods for s in seeds]
     workers = workers or min(len(jobs), max(1, (os.cpu_count() or 1)))
+    best = dict(zip(budgets, best_under(table, budgets)))
+    rows: list[dict] = []
+
+    def collect(part: list[dict]) -> None:
+        rows.extend(part)
+        if log is not None:
+            regret = np.mean([best[r["budget"]] - r["top1"] for r in part])
+            log(f"{part[0]['method']} seed {part[0]['seed']}: raw mean regret {regret:.3f}, "
+                f"met {np.mean([r['meets_budget'] for r in part]):.0%}, {part[0]['seconds']:.0f} s")
+
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            rows = [row for part in pool.map(_run_one, jobs) for row in part]
+            for part in pool.map(_run_one, jobs):
+                collect(part)
     else:
-        rows = [row for job in jobs for row in _run_one(job)]
+        for job in jobs:
+            collect(_run_one(job))
     frame = pd.DataFrame.from_records(rows)
-    best = dict(zip(budgets, best_under(table, budgets)))
     smallest = float(table.loc[table["params_m"].idxmin(), "accuracy"])
     frame["best_top1"] = frame["budget"].map(best)
     achieved = np.where(frame["meets_budget"], frame["top1"], smallest)
