@@ -50,7 +50,7 @@ def apply_flags(config, args) -> None:
 
 
 def build_evaluator(config, run_dir: Path):
-    """The evaluator of the configured space: a table lookup, or the actor-backed ofav2 evaluator."""
+    """The table evaluator of the natsbench space (the ofav2 space goes through ``search_supernet``)."""
     from pipeline.errors import ConfigError
 
     if config.search.space == "natsbench":
@@ -65,11 +65,33 @@ def build_evaluator(config, run_dir: Path):
             raise ConfigError(f"search.objectives: {', '.join(unknown)} not available on natsbench "
                               f"(available: {', '.join(sorted(available))})")
         return evaluator
-    supernet_dir = run_dir / "supernet"
-    if not supernet_dir.is_dir() or not any(supernet_dir.iterdir()):
-        raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint in {supernet_dir}; "
+    raise ConfigError(f"unknown search space {config.search.space!r}")
+
+
+def search_supernet(config, run_dir: Path, resume: bool) -> int:
+    """The ofav2 search of a trained run directory, on Ray actors (``pipeline.stages``)."""
+    from pipeline.config import dump_config
+    from pipeline.errors import ConfigError
+    from pipeline.runtime import connect_ray
+    from pipeline.stages import run_search_stage, search_objectives
+
+    checkpoint = run_dir / "supernet" / "supernet.pt"
+    if not checkpoint.is_file():
+        raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint {checkpoint}; "
                           "run jobs/train_supernet.py with the same --out first")
-    raise ConfigError("the ofav2 search is not wired into jobs/search.py yet; use --space natsbench")
+    search_objectives(config)  # unknown objectives or profiles fail before Ray starts
+    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
+    try:
+        dump_config(config, run_dir / "config.yaml")
+        summary = run_search_stage(config, run_dir.resolve(), resume)
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    print(f"search finished: {summary['evaluations']} evaluations, hypervolume "
+          f"{summary.get('hypervolume') or float('nan'):.4f}; results in {run_dir}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config, args.overrides)
     apply_flags(config, args)
     run_dir = Path(args.out) if args.out else Path("runs") / config.run.name
+    if config.search.space == "ofav2":
+        return search_supernet(config, run_dir, args.resume)
     evaluator = build_evaluator(config, run_dir)
     objectives = [Objective(o.name, o.direction) for o in config.search.objectives]
     settings = NATv2Settings.from_mapping(config.search.model_dump())
