@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)  # small networks: one thread is fastest and leaves the cores to Ray
     if args.from_run:
-        frame, metadata, out = _from_run(Path(args.from_run), budgets, settings, seed, args.out)
+        from pipeline.stages import generate_for_run
+
+        frame, metadata = generate_for_run(Path(args.from_run), budgets, settings, seed)
+        out = Path(args.out or args.from_run)
     else:
         if args.space != "natsbench" or not args.table:
             raise ConfigError("give --space natsbench --table PATH, or --from-run RUN_DIR")
@@ -84,31 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     print(frame[shown].to_string(index=False))
     print(f"wrote {path} ({len(frame)} budgets, {int(frame['evaluations'].iloc[0])} true evaluations)")
     return 0
-
-
-def _from_run(run_dir: Path, budgets, settings, seed: int, out: str | None):
-    """Generate for the ofav2 space of a finished search run; returns (frame, metadata, out dir)."""
-    from pipeline.errors import CheckpointError
-    from pipeline.search.archive_store import load_archive_frame
-    from pipeline.search.pnag_runs import generate_from_archive
-    from pipeline.space.ofav2 import OFAv2Space
-    from pipeline.supernet.checkpoint import load_supernet
-    from pipeline.supernet.costs import ArchCostCounter
-
-    archive, metadata = load_archive_frame(run_dir)
-    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
-    space = net.space
-    supernet_config = (metadata.get("config") or {}).get("supernet")
-    if supernet_config:
-        options = {k: supernet_config[k] for k in space.options() if k in supernet_config}
-        if OFAv2Space(**(space.options() | options)) != space:
-            raise CheckpointError(f"{run_dir}: the supernet checkpoint's space differs from the archive's config")
-    counter = ArchCostCounter(net)
-    # counting costs extracts a subnet (slow), so the search predicts them from the archive's
-    # measured columns and the exact count fixes the range and checks every pick
-    frame, _ = generate_from_archive(space, archive, budgets, settings, seed, run_id=str(metadata.get("run_id", "generate")),
-                                     check_cost_fn=counter)
-    return frame, {"from_run": str(run_dir), "seed": seed, "config": metadata.get("config", {})}, Path(out or run_dir)
 
 
 if __name__ == "__main__":

@@ -165,26 +165,35 @@ def default_budgets(archive: pd.DataFrame, metric: str, count: int = 5) -> list[
 
 
 def generate_for_run(
-    run_dir: Path, budgets: Sequence[float] | np.ndarray | None, settings_values: dict[str, Any], seed: int,
+    run_dir: Path, budgets: Sequence[float] | np.ndarray | None, settings: Any, seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """PNAG for the ofav2 space of a finished search run: learn from its archive, one row per budget."""
+    """PNAG (``settings``: ``PNAGSettings``) for the ofav2 space of a finished search run.
+
+    It learns from the run's archive and spends no evaluations; one row per budget. Costs are
+    predicted from the archive's measured columns (counting one extracts a subnet, which is slow),
+    while the exact count fixes the budget range and checks every pick, so ``meets_budget`` is exact.
+    """
+    from pipeline.errors import CheckpointError
     from pipeline.search.archive_store import load_archive_frame
     from pipeline.search.pnag_budget import parse_budgets
-    from pipeline.search.pnag_runs import generate_from_archive, settings_from_config
+    from pipeline.search.pnag_runs import generate_from_archive
     from pipeline.supernet.checkpoint import load_supernet
     from pipeline.supernet.costs import ArchCostCounter
 
-    settings = settings_from_config(settings_values)
     archive, metadata = load_archive_frame(run_dir)
     net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    space = net.space
+    supernet_config = (metadata.get("config") or {}).get("supernet")
+    if supernet_config:
+        options = {k: supernet_config[k] for k in space.options() if k in supernet_config}
+        if type(space)(**(space.options() | options)) != space:
+            raise CheckpointError(f"{run_dir}: the supernet checkpoint's space differs from the archive's config")
     if budgets is None or len(budgets) == 0:
         if len(settings.budget_metrics) != 1:
             raise BudgetError("give budgets explicitly when generating for several budget metrics")
         budgets = default_budgets(archive, settings.budget_metrics[0])
-    budgets = parse_budgets(list(budgets), len(settings.budget_metrics))
-    # exact costs extract a subnet (slow): the generator predicts them from the archive's measured
-    # columns, and the exact count fixes the budget range and checks every pick
-    frame, _ = generate_from_archive(net.space, archive, budgets, settings, seed,
+    budgets = parse_budgets(budgets if isinstance(budgets, np.ndarray) else list(budgets), len(settings.budget_metrics))
+    frame, _ = generate_from_archive(space, archive, budgets, settings, seed,
                                      run_id=str(metadata.get("run_id", "generate")),
                                      check_cost_fn=ArchCostCounter(net))
     return frame, {"from_run": str(run_dir), "seed": seed, "config": metadata.get("config", {})}
@@ -192,10 +201,11 @@ def generate_for_run(
 
 def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """PNAG from the search archive; writes ``generated.parquet``."""
+    from pipeline.search.pnag_runs import settings_from_config
     from pipeline.search.records import write_parquet_atomic
 
-    budgets = config.generate.budgets or None
-    frame, metadata = generate_for_run(run_dir, budgets, config.generate.model_dump(), config.run.seed)
+    settings = settings_from_config(config.generate.model_dump())
+    frame, metadata = generate_for_run(run_dir, config.generate.budgets or None, settings, config.run.seed)
     write_parquet_atomic(frame, run_dir / GENERATED_FILE, metadata)
     met = int(frame["meets_budget"].sum()) if "meets_budget" in frame else 0
     _print(f"generate: {len(frame)} budgets, {met} met")
