@@ -135,3 +135,20 @@ def test_generation_from_an_archive_frame_spends_no_evaluations(table):
     assert np.isfinite(frame["predicted_top1"]).all()
     for text in frame["arch"]:
         evaluator.space.from_text(text)
+
+
+def test_best_evaluated_member_within_a_budget_is_the_fallback_pick(table):
+    """When every checked pick breaks the budget under the exact count, PNAG falls back to the most
+    accurate truly evaluated architecture whose measured cost meets the budget."""
+    evaluator = TableEvaluator(table)
+    rng = np.random.default_rng(3)
+    picks = table.iloc[rng.choice(len(table), 60, replace=False)]
+    archive = pd.DataFrame({"arch": picks["arch"], "top1": picks["accuracy"], "params_m": picks["params_m"],
+                            "status": "ok"})
+    _, pnag = generate_from_archive(evaluator.space, archive, np.array([[1.0]]), FAST, seed=2,
+                                    exact_cost_fn=evaluator.cheap_metrics, exact_names=("params_m", "flops_m"))
+    budget = float(np.median(picks["params_m"]))
+    within = picks[picks["params_m"] <= budget]
+    best = pnag._best_known_within(np.array([budget]))  # noqa: SLF001 - the fallback rule itself
+    assert evaluator.space.to_text(best.arch) == within.loc[within["accuracy"].idxmax(), "arch"]
+    assert pnag._best_known_within(np.array([picks["params_m"].min() / 2])) is None  # noqa: SLF001

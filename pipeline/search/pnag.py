@@ -273,9 +273,21 @@ class PNAG:
                 exact = self.check_cost_fn(arch)
                 if all(exact[m] <= b for m, b in zip(self.settings.budget_metrics, budget)):
                     return arch, float(found.predicted[i]), True, "best predicted, exact cost checked"
+            fallback = self._best_known_within(budget)
+            if fallback is not None:
+                return fallback.arch, fallback.top1, True, (
+                    f"none of the {min(max_checks, len(found.archs))} best predicted meets the budget under exact "
+                    "cost; best evaluated architecture within it")
             return found.archs[0], float(found.predicted[0]), False, (
                 f"none of the {min(max_checks, len(found.archs))} best predicted meets the budget under exact cost")
         return found.archs[0], float(found.predicted[0]), True, f"best predicted, {exactness}"
+
+    def _best_known_within(self, budget: np.ndarray) -> KnownArch | None:
+        """The most accurate truly evaluated architecture whose measured costs meet ``budget``."""
+        metrics = self.settings.budget_metrics
+        within = [k for k in self.known.values()
+                  if all(m in k.metrics and k.metrics[m] <= b for m, b in zip(metrics, budget))]
+        return max(within, key=lambda k: k.top1, default=None)
 
     def generated_rows(self, budgets: np.ndarray, *, run_id: str, verified_only: bool) -> pd.DataFrame:
         """One ``generated.parquet`` row per budget (``top1`` is the true accuracy when known)."""

@@ -52,7 +52,7 @@ def _algorithm(n_obj: int, population: int, initial: np.ndarray, seed: int):
     )
     if n_obj < 3:
         return NSGA2(**common)
-    return NSGA3(ref_dirs=reference_directions(n_obj, population), **common)
+    return NSGA3(ref_dirs=reference_directions(n_obj, population, at_most=True), **common)
 
 
 def search_surrogate(

@@ -19,11 +19,15 @@ from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.util.ref_dirs import get_reference_directions
 
 
-def reference_directions(n_obj: int, n_points: int) -> np.ndarray:
-    """Das-Dennis reference directions: the fewest partitions giving at least ``n_points``."""
+def reference_directions(n_obj: int, n_points: int, at_most: bool = False) -> np.ndarray:
+    """Das-Dennis reference directions: the fewest partitions giving at least ``n_points``
+    (or, with ``at_most``, the most partitions giving no more than ``n_points``, as NSGA-III
+    wants no more directions than its population)."""
     partitions = 1
     while comb(partitions + n_obj - 1, n_obj - 1) < n_points:
         partitions += 1
+    if at_most and partitions > 1 and comb(partitions + n_obj - 1, n_obj - 1) > n_points:
+        partitions -= 1
     return get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
 
 
