@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config, args.overrides)
     gen = config.generate
     metrics = parse_metrics(args.budget_metric if args.budget_metric is not None else gen.budget_metrics)
-    budgets = parse_budgets(args.budgets if args.budgets is not None else gen.budgets, len(metrics))
+    given = args.budgets if args.budgets is not None else gen.budgets
+    # a finished run without budgets gets evenly spaced ones over its archive's cost range
+    budgets = None if args.from_run and not given else parse_budgets(given, len(metrics))
     overrides = {"budget_metrics": list(metrics)}
     if args.evals is not None:
         overrides["evals"] = args.evals

@@ -77,7 +77,7 @@ def plot_training_phases(run_dir: str | Path) -> Path:
     metrics = results.train_metrics(run_dir)
     metrics = metrics.reset_index(drop=True)
     metrics["step"] = range(1, len(metrics) + 1)
-    accuracy_columns = [c for c in metrics.columns if c.startswith("val_top1")]
+    accuracy_columns = [c for c in metrics.columns if c.startswith(("val_top1", "top1_")) and c != "top1_best"]
     figure, (table_axis, curve_axis) = plt.subplots(
         2, 1, figsize=(8, 6.5), gridspec_kw={"height_ratios": [1, 1.4]}
     )
