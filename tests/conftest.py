@@ -34,3 +34,14 @@ def bench_table_path() -> Path:
     if not BENCH_TABLE.is_file():
         pytest.fail(f"benchmark table {BENCH_TABLE} is missing; CI expects ../shared beside the repo")
     return BENCH_TABLE
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,12 +18,7 @@ from pipeline.supernet.export import export_onnx, ort_session, provider_name
 TINY = dict(stage_widths=(8, 8, 16, 16, 24), resolutions=(16, 24))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def images(n: int, seed: int = 0, resolution: int = 24) -> torch.Tensor:

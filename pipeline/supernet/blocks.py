@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.supernet.dynamic_ops import ElasticDepthwiseKernel, batch_norm, make_divisible
-from pipeline.supernet.layers import Block, MBConv, SqueezeExcite, conv_bn_act, transform_branch
+from pipeline.supernet.layers import Block, MBConv, SqueezeExcite, conv_bn_act, sum_branches, transform_branch
 
 FUNCTIONAL_ACTIVATIONS = {"relu": F.relu, "hswish": F.hardswish}
 
@@ -200,11 +200,7 @@ class ElasticBlock(nn.Module):
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = None
-        for branch in self._branches:
-            y = branch(x)
-            out = y if out is None else out + y
-        return out + x if self.residual else out
+        return sum_branches(self._branches, x, self.residual)
 
     def to_static(self) -> Block:
         branches: list[nn.Module] = []

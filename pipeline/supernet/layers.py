@@ -84,6 +84,15 @@ def transform_branch(in_channels: int, out_channels: int, stride: int, act: str)
     return nn.Sequential(*layers)
 
 
+def sum_branches(branches: Sequence[nn.Module], x: torch.Tensor, residual: bool) -> torch.Tensor:
+    """The parallel-block rule: the sum of the branches' outputs, plus ``x`` when ``residual``."""
+    out = None
+    for branch in branches:
+        y = branch(x)
+        out = y if out is None else out + y
+    return out + x if residual else out
+
+
 class Block(nn.Module):
     """Sum of the branches' outputs, plus ``x`` when ``residual``."""
 
@@ -93,11 +102,7 @@ class Block(nn.Module):
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = None
-        for branch in self.branches:
-            y = branch(x)
-            out = y if out is None else out + y
-        return out + x if self.residual else out
+        return sum_branches(self.branches, x, self.residual)
 
 
 def run_stage(blocks: Sequence[nn.Module], x: torch.Tensor, dense: bool) -> torch.Tensor:
