@@ -21,9 +21,8 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 
 def main() -> int:
     from pipeline.config import load_config
-    from pipeline.errors import ConfigError
     from pipeline.run_dir import default_run_dir, open_run_dir
-    from pipeline.stages import STAGES, run_pipeline, search_objectives
+    from pipeline.stages import STAGES, check_stages, run_pipeline, search_objectives
 
     parser = job_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
@@ -34,9 +33,7 @@ def main() -> int:
     else:
         config = load_config(args.config, args.overrides)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+    check_stages(stages)
     if "search" in stages:
         search_objectives(config)  # unknown objectives or profiles fail before anything is written
     run_dir = Path(args.out) if args.out else default_run_dir(config)

@@ -282,12 +282,17 @@ STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Path, bool], dict[str, Any]
 }
 
 
-def run_pipeline(config: PipelineConfig, run_dir: Path, resume: bool = False,
-                 stages: Sequence[str] = STAGES) -> dict[str, dict[str, Any]]:
-    """Run ``stages`` in order, skipping those already completed; return each stage's summary."""
+def check_stages(stages: Sequence[str]) -> None:
+    """One ``ConfigError`` naming any stage that does not exist."""
     unknown = [s for s in stages if s not in STAGE_FUNCTIONS]
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+
+
+def run_pipeline(config: PipelineConfig, run_dir: Path, resume: bool = False,
+                 stages: Sequence[str] = STAGES) -> dict[str, dict[str, Any]]:
+    """Run ``stages`` in order, skipping those already completed; return each stage's summary."""
+    check_stages(stages)
     done = completed_stages(run_dir) if resume else []
     summaries: dict[str, dict[str, Any]] = {}
     for index, stage in enumerate(stages, start=1):
