@@ -11,11 +11,11 @@ mid-iteration resumes from the last completed one and reproduces the same run.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text_atomic
 from pipeline.errors import CheckpointError
 
 STATE_FILE = "search_state.json"
@@ -71,15 +71,7 @@ class EngineState:
 
 def save_state(run_dir: str | Path, state: EngineState) -> Path:
     """Write ``run_dir/search_state.json`` atomically."""
-    path = Path(run_dir) / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(state.to_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(run_dir) / STATE_FILE, state.to_json())
 
 
 def load_state(run_dir: str | Path) -> EngineState | None:
