@@ -153,3 +153,39 @@ def test_sampling_respects_choices_and_is_derived_from_position():
         assert all(e == 6 for e, m in zip(arch["expands"], with_mbconv, strict=True) if m)
         assert all(k in (3, 5) for k in arch["kernels"])
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(0, 2, 1)
+
+
+def test_extreme_archs_take_the_cheapest_and_dearest_allowed_branch_masks():
+    from pipeline.train.loop import extreme_arch
+
+    space = _tiny_space()
+    every = ElasticChoices(kernels=(3, 5, 7), branch_counts=(1, 2, 3), exits=(1, 2, 3, 4, 5),
+                           depths=(2, 3, 4), expands=(3, 4, 6))
+    assert extreme_arch(space, every, smallest=True) == space.smallest()
+    assert extreme_arch(space, every, smallest=False) == space.largest()
+    pairs = ElasticChoices(branch_counts=(2,))
+    assert set(extreme_arch(space, pairs, smallest=True)["branches"]) == {2 | 4}  # 1x1 conv + transformation
+    assert set(extreme_arch(space, pairs, smallest=False)["branches"]) == {1 | 2}  # MBConv + 1x1 conv
+
+
+def test_a_step_sums_the_gradients_of_its_subnets():
+    from pipeline.config import TrainConfig
+    from pipeline.supernet import OFAv2Supernet
+    from pipeline.train.distributed import WorkerInfo
+    from pipeline.train.steps import StepContext, train_step
+
+    space = _tiny_space(parallel_blocks=False)
+    net = OFAv2Supernet(space, 4, dropout=0.0, seed=0)
+    ctx = StepContext(net=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), train=TrainConfig(),
+                      info=WorkerInfo(0, 1, torch.device("cpu")))
+    gen = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(8, 3, 16, 16, generator=gen), torch.randint(0, 4, (8,), generator=gen)
+    first, second = space.largest(), space.smallest()
+
+    def grads(archs):
+        train_step(ctx, archs, images, labels, lr=0.0, full_phase=False, use_board=False, meta_step=False)
+        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
+
+    both, alone_first, alone_second = grads([first, second]), grads([first]), grads([second])
+    for together, a, b in zip(both, alone_first, alone_second, strict=True):
+        torch.testing.assert_close(together, a + b, rtol=1e-4, atol=1e-6)

@@ -13,7 +13,9 @@ load (other processes share the CPU). Two measurements:
 The same pairs are also timed in process CPU time (``*_ratio_cpu`` columns), a check that is
 less sensitive to other processes competing for the cores.
 
-``max_abs_diff`` is the largest absolute logit difference in eval mode before any timing.
+``max_abs_diff`` is the largest absolute logit difference in eval mode before any timing. Every
+architecture starts from the supernet's initial weights (the timed SGD steps of one architecture
+never carry over to the next), so each row is independent of the order of the architectures.
 """
 
 from __future__ import annotations
@@ -129,7 +131,9 @@ def run_benchmark(variants: Sequence[str] = tuple(VARIANTS), batch: int = 32, re
         space = OFAv2Space(early_exits=early_exits, dense_skips=dense, stage_widths=stage_widths,
                            resolutions=sorted({resolution, *OFAv2Space().resolutions}))
         net = OFAv2Supernet(space, num_classes, seed=seed)
+        initial = {name: tensor.clone() for name, tensor in net.state_dict().items()}
         for kind, arch in benchmark_archs(space, num_random, resolution, rng):
+            net.load_state_dict(initial)  # every architecture starts from the same weights and BN statistics
             row = {"variant": variant, "arch_id": arch_id(arch), "arch_kind": kind}
             row.update(compare_arch(net, arch, batch, resolution, repeats, seed))
             log(f"{variant} {kind:6s} {row['arch_id']} train {row['train_step_ratio']:.3f} "

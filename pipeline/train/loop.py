@@ -60,6 +60,7 @@ from pipeline.train.distributed import (
 from pipeline.train.evaluation import DataView, evaluate_subnet
 from pipeline.train.publish import format_progress, publish_epoch
 from pipeline.train.schedule import (
+    ALL_BRANCH_MASKS,
     ElasticChoices,
     PartPlan,
     build_plan,
@@ -99,7 +100,14 @@ def extreme_arch(space: OFAv2Space, choices: ElasticChoices, smallest: bool) -> 
     fixed = ElasticChoices(**{name: None if values is None else (pick(values),)
                               for name, values in choices.__dict__.items()})
     resolution = pick(space.resolutions)
-    return sample_arch(space, fixed, np.random.default_rng(0), resolution)
+    arch = sample_arch(space, fixed, np.random.default_rng(0), resolution)
+    if space.parallel_blocks and choices.branch_counts is not None:
+        # among the allowed masks, the cheapest (or dearest): fewest branches first, then the
+        # transformation branch < the 1x1 convolution < the MBConv
+        masks = [m for m in ALL_BRANCH_MASKS if bin(m).count("1") in choices.branch_counts]
+        mask = pick(masks, key=lambda m: (bin(m).count("1"), 4 * (m & 1) + (m & 2) + (m & 4) // 4))
+        arch = space.validate(dict(arch, branches=[mask] * len(arch["branches"])))
+    return arch
 
 
 class SupernetTrainer:

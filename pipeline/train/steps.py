@@ -94,7 +94,7 @@ def _cream_loss(ctx: StepContext, arch: dict, images: torch.Tensor, labels: torc
 
 def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels: torch.Tensor,
                lr: float, full_phase: bool, use_board: bool, meta_step: bool) -> float:
-    """Accumulate the gradients of ``archs`` on one batch, all-reduce, step; the mean loss."""
+    """Sum the gradients of ``archs`` on one batch, all-reduce, step; the mean loss."""
     for group in ctx.optimizer.param_groups:
         group["lr"] = lr
     ctx.optimizer.zero_grad(set_to_none=True)
@@ -115,7 +115,7 @@ def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels
             else:
                 loss = kd_loss(ctx.net(images), labels, target, ctx.train.kd_weight,
                                ctx.train.label_smoothing)
-        (loss / len(archs)).backward()
+        loss.backward()  # the k subnets' gradients add up, as in OFA (its learning rates assume it)
         total += float(loss.detach())
     allreduce_gradients(ctx.net.parameters(), ctx.info)
     ctx.optimizer.step()
