@@ -139,3 +139,63 @@ def test_initial_archive_scales_with_budget():
     assert NATv2Settings(max_evaluations=100).initial_archive_size() < NATv2Settings(max_evaluations=300).initial_archive_size()
     assert NATv2Settings(max_evaluations=20).initial_archive_size() == NATv2Settings().min_initial_size
     assert NATv2Settings(max_evaluations=10**6).initial_archive_size() == NATv2Settings().archive_size
+
+
+class _TinySpace:
+    """Nine architectures: two genes in 0..2 (a space the search can exhaust)."""
+
+    @staticmethod
+    def build():
+        from pipeline.evaluate.interface import EvaluationResult, Evaluator
+        from pipeline.space.base import SearchSpace
+
+        class TinySpace(SearchSpace):
+            name = "tiny"
+
+            def sample(self, rng):
+                return {"g": [int(v) for v in rng.integers(0, 3, 2)]}
+
+            def validate(self, arch):
+                return {"g": [int(v) for v in arch["g"]]}
+
+            def encode(self, arch):
+                return np.array(arch["g"], dtype=np.int64)
+
+            def decode(self, genes):
+                return {"g": [int(v) for v in np.asarray(genes).round()]}
+
+            def gene_upper_bounds(self):
+                return np.array([2, 2])
+
+            def smallest(self):
+                return {"g": [0, 0]}
+
+            def largest(self):
+                return {"g": [2, 2]}
+
+        class TinyEvaluator(Evaluator):
+            cheap_metric_names = ("params_m",)
+
+            def __init__(self):
+                self.space = TinySpace()
+
+            def cheap_metrics(self, arch):
+                return {"params_m": float(sum(arch["g"]))}
+
+            def evaluate(self, archs):
+                self.evaluations += len(archs)
+                return [EvaluationResult(arch=a, arch_id=self.space.arch_id(a),
+                                         metrics={"top1": float(10 * a["g"][0] + a["g"][1]), **self.cheap_metrics(a)})
+                        for a in archs]
+
+        return TinyEvaluator()
+
+
+@pytest.mark.timeout(120)
+def test_search_stops_when_the_space_is_exhausted(tmp_path):
+    evaluator = _TinySpace.build()
+    sink = ArchiveStore(tmp_path, run_id="t", space="tiny", objectives=OBJECTIVES)
+    settings = replace(FAST, max_evaluations=50, initial_size=4, candidates_per_iteration=3)
+    result = NATv2Engine(evaluator.space, evaluator, OBJECTIVES, sink, tmp_path, settings, 0).run()
+    assert result.finished and result.evaluations == evaluator.evaluations == 9
+    assert len(sink.frame()) == 9

@@ -207,6 +207,10 @@ class NATv2Engine:
         k = min(settings.candidates(), settings.max_evaluations - state.evaluations)
         choices = self._fit_surrogates()
         archs, predicted = self._propose(k)
+        if not archs:  # every architecture the space can give has been evaluated: nothing left to search
+            self.log(f"iteration {state.iteration}: no unevaluated architecture left in the space; stopping")
+            self._finish_iteration({"surrogate": choices}, exhausted=True)
+            return
         self._evaluate(archs, iteration=state.iteration, source="search", predicted=predicted)
         new_ok = [self.space.arch_id(a) for a in archs if state.records[self.space.arch_id(a)].status == "ok"]
         keep_old, keep_new = archive_survival(
@@ -220,7 +224,7 @@ class NATv2Engine:
             self._adapt()
         self._finish_iteration({"surrogate": choices})
 
-    def _finish_iteration(self, extra: dict[str, Any]) -> None:
+    def _finish_iteration(self, extra: dict[str, Any], exhausted: bool = False) -> None:
         state, settings = self.state, self.settings
         hv = normalized_hypervolume(
             self._minimized(state.archive_ids), np.array(state.hv_ideal), np.array(state.hv_nadir)
@@ -234,7 +238,7 @@ class NATv2Engine:
         self.sink.write_front(state.iteration)
         budget_spent = state.evaluations >= settings.max_evaluations
         out_of_iterations = settings.iterations is not None and state.iteration >= settings.iterations
-        state.finished = budget_spent or out_of_iterations
+        state.finished = budget_spent or out_of_iterations or exhausted
         state.rng_state = self.rng.bit_generator.state
         save_state(self.run_dir, state)
 
