@@ -152,3 +152,21 @@ def test_best_evaluated_member_within_a_budget_is_the_fallback_pick(table):
     best = pnag._best_known_within(np.array([budget]))  # noqa: SLF001 - the fallback rule itself
     assert evaluator.space.to_text(best.arch) == within.loc[within["accuracy"].idxmax(), "arch"]
     assert pnag._best_known_within(np.array([picks["params_m"].min() / 2])) is None  # noqa: SLF001
+
+
+def test_a_latency_budget_with_an_exact_params_check_from_an_archive(table):
+    """The run path: params checked exactly (``check_cost_fn``), latency only measured in the archive.
+    ``meets_budget`` agrees with the costs the row reports (measured where known, else predicted)."""
+    evaluator = TableEvaluator(table)
+    rng = np.random.default_rng(5)
+    picks = table.iloc[rng.choice(len(table), 80, replace=False)]
+    latency = 0.5 + 0.02 * picks["flops_m"].to_numpy() * rng.uniform(0.95, 1.05, len(picks))
+    archive = pd.DataFrame({"arch": picks["arch"], "top1": picks["accuracy"], "params_m": picks["params_m"],
+                            "latency_ms@cpu": latency, "status": "ok"})
+    settings = PNAGSettings(**{**FAST.__dict__, "budget_metrics": ("params_m", "latency_ms@cpu")})
+    budgets = np.array([[0.4, float(np.median(latency))], [1.2, float(latency.max())]])
+    frame, _ = generate_from_archive(evaluator.space, archive, budgets, settings, seed=1,
+                                     check_cost_fn=evaluator.cheap_metrics)
+    assert len(frame) == 2 and frame["meets_budget"].all()
+    assert (frame["params_m"] <= frame["budget@params_m"]).all()
+    assert (frame["latency_ms@cpu"] <= frame["budget@latency_ms@cpu"] + 1e-9).all()

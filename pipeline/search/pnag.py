@@ -140,10 +140,7 @@ class PNAG:
     def _setup_scale(self) -> BudgetScale:
         ends = [self.space.smallest(), self.space.largest()]
         genes = np.stack([self.space.encode(a) for a in ends])
-        if self.check_cost_fn is not None:
-            costs = np.array([[self.check_cost_fn(a)[m] for m in self.settings.budget_metrics] for a in ends])
-        else:
-            costs = self.cost.costs(genes, ends, self.features(genes))
+        costs = np.stack([self.checked_costs(a, g) for a, g in zip(ends, genes)])
         return BudgetScale(self.settings.budget_metrics, costs[0], costs[1])
 
     def accuracy_of(self, genes: np.ndarray) -> np.ndarray:
@@ -157,7 +154,31 @@ class PNAG:
         return values
 
     def costs_of(self, genes: np.ndarray, archs: Sequence[Architecture]) -> np.ndarray:
-        return self.cost.costs(genes, archs, self.features(genes))
+        """Costs per budget metric: exact where computable, measured where known, else predicted."""
+        costs = self.cost.costs(genes, archs, self.features(genes))
+        predicted = [(col, name) for col, name in enumerate(self.cost.metrics) if name in self.cost.predicted]
+        if predicted:
+            for row, gene_row in enumerate(np.asarray(genes, dtype=np.int64)):
+                known = self.known.get(gene_row.tobytes())
+                if known is not None:
+                    for col, name in predicted:
+                        if name in known.metrics:
+                            costs[row, col] = known.metrics[name]
+        return costs
+
+    def checkable_metrics(self) -> tuple[str, ...]:
+        """Budget metrics known without fitted cost models: exact ones and those ``check_cost_fn`` gives."""
+        checked = set(self.check_cost_fn(self.space.smallest())) if self.check_cost_fn is not None else set()
+        return tuple(m for m in self.settings.budget_metrics if m in self.cost.exact or m in checked)
+
+    def checked_costs(self, arch: Architecture, genes: np.ndarray) -> np.ndarray:
+        """One architecture's costs per budget metric, from ``check_cost_fn`` for the metrics it offers
+        (exact and expensive), else from ``costs_of``."""
+        costs = self.costs_of(np.asarray(genes)[None], [arch])[0]
+        if self.check_cost_fn is None:
+            return costs
+        exact = self.check_cost_fn(arch)
+        return np.array([float(exact.get(m, c)) for m, c in zip(self.settings.budget_metrics, costs)])
 
     def ranker_inputs(self, genes: np.ndarray, archs: Sequence[Architecture]) -> np.ndarray:
         """R's architecture encoding: one-hot genes, normalised cost per metric, standardised accuracy.
@@ -264,14 +285,17 @@ class PNAG:
         found = self.candidates(budget)
         exactness = "exact cost" if self.cost.all_exact else "predicted cost"
         if not found.archs:
+            fallback = self._best_known_within(budget)
+            if fallback is not None:
+                return fallback.arch, fallback.top1, True, (
+                    f"no sampled architecture meets the budget ({exactness}); best evaluated architecture within it")
             return found.closest, float("nan"), False, f"no sampled architecture meets the budget ({exactness}); closest shown"
         if verified_only and found.known.any():
             i = int(np.flatnonzero(found.known)[0])
             return found.archs[i], float(found.predicted[i]), True, f"best verified, {exactness}"
         if self.check_cost_fn is not None and not self.cost.all_exact:
             for i, arch in enumerate(found.archs[:max_checks]):  # best predicted whose exact cost fits
-                exact = self.check_cost_fn(arch)
-                if all(exact[m] <= b for m, b in zip(self.settings.budget_metrics, budget)):
+                if bool((self.checked_costs(arch, found.genes[i]) <= budget).all()):
                     return arch, float(found.predicted[i]), True, "best predicted, exact cost checked"
             fallback = self._best_known_within(budget)
             if fallback is not None:

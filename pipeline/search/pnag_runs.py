@@ -144,7 +144,7 @@ def generate_from_archive(
         metrics = {k: float(v) for k, v in record.items() if k in measured and pd.notna(v)}
         pnag.add_known(space.from_text(str(record["arch"])), float(record["top1"]), metrics)
     budgets = np.asarray(budgets, dtype=float).reshape(-1, len(settings.budget_metrics))
-    if pnag.cost.all_exact or check_cost_fn is not None:
+    if len(pnag.checkable_metrics()) == len(settings.budget_metrics):  # fail fast, before any fitting
         pnag._setup_scale().check(budgets)  # noqa: SLF001 - same package
     pnag.refit(first=True)
     pnag.scale.check(budgets)  # type: ignore[union-attr]
