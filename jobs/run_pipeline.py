@@ -21,7 +21,7 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 
 def main() -> int:
     from pipeline.config import load_config
-    from pipeline.run_dir import default_run_dir, open_run_dir
+    from pipeline.run_dir import check_run_dir, default_run_dir, open_run_dir
     from pipeline.stages import STAGES, check_stages, run_pipeline, search_objectives
 
     parser = job_argument_parser(__doc__.splitlines()[0])
@@ -36,11 +36,11 @@ def main() -> int:
     check_stages(stages)
     if "search" in stages:
         search_objectives(config)  # unknown objectives or profiles fail before anything is written
-    run_dir = Path(args.out) if args.out else default_run_dir(config)
-    config, run_dir = open_run_dir(config, run_dir, args.resume)
+    run_dir = check_run_dir(Path(args.out) if args.out else default_run_dir(config), args.resume)
     started = time.perf_counter()
-    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
-    try:
+    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)  # a cluster that does not answer fails here,
+    try:  # before the run directory is written, so the same command can simply be rerun
+        config, run_dir = open_run_dir(config, run_dir, args.resume)
         run_pipeline(config, run_dir, resume=args.resume, stages=stages)
     finally:
         if owns_ray:

@@ -25,24 +25,29 @@ def default_run_dir(config: PipelineConfig) -> Path:
     return Path("runs") / config.run.name
 
 
+def check_run_dir(run_dir: str | Path, resume: bool) -> Path:
+    """Refuse, without writing anything, a new run over an existing one or a resume of no run."""
+    run_dir = Path(run_dir).resolve()
+    stored = run_dir / CONFIG_FILE
+    if resume and not stored.is_file():
+        raise ConfigError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} is missing)")
+    if not resume and (stored.exists() or (run_dir / STAGES_FILE).exists()):
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    return run_dir
+
+
 def open_run_dir(config: PipelineConfig | None, run_dir: str | Path, resume: bool) -> tuple[PipelineConfig, Path]:
     """Create (or, with ``resume``, reopen) a run directory and return its config and path.
 
     On resume without a config, the stored ``config.yaml`` is used.
     """
-    run_dir = Path(run_dir).resolve()
+    run_dir = check_run_dir(run_dir, resume)
     stored = run_dir / CONFIG_FILE
     if resume:
-        if not stored.is_file():
-            raise ConfigError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} is missing)")
         config = config or load_config(stored)
     else:
         if config is None:
             raise ConfigError("a new run needs --config (or defaults)")
-        if stored.exists() or (run_dir / STAGES_FILE).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
-            )
         run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, stored)
     return config, run_dir

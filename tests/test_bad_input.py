@@ -164,3 +164,12 @@ def test_bad_input_gets_one_clear_line(case: Case, tmp_path: Path):
 
 def test_catalogue_is_large_enough():
     assert len(CASES) >= 15
+
+
+def test_an_unreachable_cluster_writes_nothing_so_the_same_command_can_be_rerun(tmp_path: Path):
+    argv = ["jobs/run_pipeline.py", "--config", TINY, "--out", str(tmp_path / "run")]
+    for _ in range(2):
+        completed = run_job(argv, {"RAY_ADDRESS": "127.0.0.1:9"})
+        assert completed.returncode != 0 and "127.0.0.1:9" in completed.stderr, completed.stderr[-2000:]
+        assert "already holds a run" not in completed.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()

@@ -182,3 +182,22 @@ def test_unknown_profile_is_a_clear_error_before_any_actor_starts(run_dir, confi
 
     with pytest.raises(ProfileError, match="unknown hardware profile 'tpu'"):
         OFAv2ActorEvaluator(config, run_dir, profiles=["tpu"])
+
+
+def test_latency_predictor_fits_on_the_archive_after_a_restart(ray_local, pools):
+    """A resumed search starts a new evaluator that has measured nothing: the latency predictor then
+    fits on the latencies the archive already holds."""
+    archive, evaluator = pools
+    evaluator.evaluate(_archs(4, 21))
+    frame = ray_local.get(archive.frame.remote())
+    archived = frame["latency_ms@local_one_thread"].notna().sum()
+    assert archived >= 4
+    memory = dict(evaluator._latency)  # noqa: SLF001 - simulate a fresh process
+    evaluator._latency.clear()  # noqa: SLF001
+    try:
+        predictor = evaluator.latency_predictor("local_one_thread")
+        archs = _archs(3, 22)
+        predicted = predictor.predict(archs, [evaluator.cheap_metrics(a) for a in archs])
+        assert np.isfinite(predicted).all() and (np.asarray(predicted) > 0).all()
+    finally:
+        evaluator._latency.update(memory)  # noqa: SLF001

@@ -172,13 +172,30 @@ class OFAv2ActorEvaluator(Evaluator):
         return [finished[key] for key in ids]
 
     def latency_predictor(self, profile: str, model: str = "linear") -> LatencyPredictor:
-        """A ``LatencyPredictor`` for ``profile`` fitted on every latency this evaluator measured."""
+        """A ``LatencyPredictor`` for ``profile`` fitted on every latency measured for this run: by this
+        evaluator, and the ``ok`` rows the archive already holds (so a resumed search, whose new
+        process has measured nothing yet, fits on what earlier processes measured)."""
         resolve_profiles(self.settings, [profile])
-        pairs = [(key, metrics[latency_metric(profile)]) for (key, name), metrics in self._latency.items()
-                 if name == profile]
-        archs = [self._arch_of[key] for key, _ in pairs]
+        metric = latency_metric(profile)
+        measured = {key: (self._arch_of[key], metrics[metric]) for (key, name), metrics in self._latency.items()
+                    if name == profile}
+        for key, (arch, value) in self._archived_latencies(metric).items():
+            measured.setdefault(key, (arch, value))
+        archs = [arch for arch, _ in measured.values()]
         features = [self.cheap_metrics(arch) for arch in archs]
-        return LatencyPredictor.fit(self.space, archs, [value for _, value in pairs], features, model=model)
+        return LatencyPredictor.fit(self.space, archs, [value for _, value in measured.values()], features, model=model)
+
+    def _archived_latencies(self, metric: str) -> dict[str, tuple[Architecture, float]]:
+        if self.archive is None:
+            return {}
+        import ray
+
+        frame = ray.get(self.archive.frame.remote())
+        if metric not in frame or frame.empty:
+            return {}
+        usable = frame[(frame["status"] == "ok") & frame[metric].notna() & (frame["run_id"] == self.run_id)]
+        return {key: (self.space.from_text(text), float(value))
+                for key, text, value in zip(usable["arch_id"], usable["arch"], usable[metric], strict=True)}
 
     def shutdown(self) -> None:
         """Kill the actor pools (the archive actor belongs to the caller)."""
