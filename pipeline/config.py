@@ -282,7 +282,11 @@ class AdaptationConfig(Section):
 
     enabled: bool = False
     epochs: int = Field(1, ge=1)
-    archs_sampled: int = Field(150, ge=1)
+    archs_sampled: int = Field(150, ge=1)  # the archive's best (by non-dominated rank) to train on
+    subnets_per_step: int = Field(2, ge=1)
+    lr: float = Field(2.5e-3, gt=0)  # per 64 images, scaled like training's learning rates
+    steps_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the training split
+    num_workers: int = Field(0, ge=0)  # Ray Train workers; 0 runs in the driver's process
 
 
 class SearchConfig(Section):

@@ -145,10 +145,17 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
             o.name: MeasuredLatencyPredictor(evaluator, o.name.split("@", 1)[1])
             for o in objectives if o.name.startswith("latency_ms@")
         }
+        adapt = None
+        if config.search.adaptation.enabled:
+            from pipeline.train.adapt import adapt_supernet
+
+            def adapt(archs: list[Architecture]) -> None:
+                adapt_supernet(config, run_dir, archs, log=_print)
+
         result = run_search(
             evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
             resume=resume, metadata=metadata, sink=ArchiveActorSink(handle),
-            latency_predictors=predictors or None, log=_print,
+            latency_predictors=predictors or None, adapt=adapt, log=_print,
         )
     last = result.history[-1] if result.history else {}
     return {"evaluations": result.evaluations, "hypervolume": last.get("hypervolume")}

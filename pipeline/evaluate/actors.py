@@ -4,7 +4,7 @@
   published (the file's modification time and size are checked before every candidate, i.e.
   between batches). Per architecture it returns BN-recalibrated validation top-1 (every exit's for
   early-exit architectures, see ``accuracy.SubnetScorer``), ``params_m`` and ``macs_m`` (counted on
-  the extracted subnet).
+  the extracted subnet), and ``supernet_round``: the adaptation round of the weights it used.
 - ``LatencyWorker`` measures one hardware profile. Latency depends only on the architecture, not
   on the weights, so it builds a supernet of the space (no checkpoint needed: it can run while
   training runs), exports the extracted subnet to ONNX once per ``(arch_id, resolution, batch)``
@@ -32,6 +32,10 @@ from pipeline.evaluate.latency import measure_onnx
 from pipeline.evaluate.profiles import actor_options
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet.checkpoint import adaptation_round
+
+#: metric (and archive column) naming the supernet adaptation round an accuracy was measured under
+SUPERNET_ROUND = "supernet_round"
 
 
 def _node_id() -> str:
@@ -92,7 +96,7 @@ class AccuracyWorker:
         version = self._stat()
         if version == self._version:
             return False
-        net, _ = load_supernet(self.checkpoint_path)
+        net, extra = load_supernet(self.checkpoint_path)
         if net.num_classes != self.num_classes:
             raise CheckpointError(
                 f"supernet checkpoint {self.checkpoint_path} has {net.num_classes} classes, "
@@ -100,6 +104,7 @@ class AccuracyWorker:
             )
         net.eval()
         self.net, self._version = net, version
+        self.supernet_round = adaptation_round(extra)
         self.loads += 1
         return True
 
@@ -110,6 +115,7 @@ class AccuracyWorker:
         assert self.net is not None
         metrics = self.scorer.score(self.net, arch)
         metrics.update(arch_costs(self.net, arch))
+        metrics[SUPERNET_ROUND] = float(self.supernet_round)  # which weights this accuracy belongs to
         return {"metrics": metrics, "checkpoint_loads": self.loads, **_where()}
 
     def ping(self) -> str:

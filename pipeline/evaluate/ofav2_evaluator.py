@@ -4,7 +4,8 @@ One call of ``evaluate(archs)``:
 
 1. validates every architecture (``ArchitectureError`` before any work starts);
 2. asks the archive actor which of them it already holds and skips what is measured: accuracy
-   when an ``ok`` row has ``top1``, latency per ``(arch_id, profile)`` when the row (or this
+   when an ``ok`` row has ``top1`` measured under the published checkpoint's adaptation round
+   (``supernet_round``; after a search-time adaptation older accuracies are stale), latency per ``(arch_id, profile)`` when the row (or this
    evaluator's memory) has ``latency_ms@<profile>``;
 3. runs the rest through one ``Dispatcher``: the evaluator pool (accuracy, params, MACs) and one
    latency pool per hardware profile, all in the same ``ray.wait`` loop;
@@ -34,7 +35,7 @@ import numpy as np
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import CheckpointError
-from pipeline.evaluate.actors import accuracy_pool, latency_pool
+from pipeline.evaluate.actors import SUPERNET_ROUND, accuracy_pool, latency_pool
 from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
 from pipeline.evaluate.interface import EvaluationResult, Evaluator
 from pipeline.evaluate.predictor import LatencyPredictor
@@ -42,6 +43,7 @@ from pipeline.evaluate.profiles import latency_metric, resolve_profiles
 from pipeline.search.records import result_row
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet.checkpoint import adaptation_round
 
 ACCURACY_POOL = "accuracy"
 DEFAULT_CHECKPOINT = Path("supernet") / "supernet.pt"
@@ -77,7 +79,9 @@ class OFAv2ActorEvaluator(Evaluator):
         self.checkpoint = Path(checkpoint or self.settings.checkpoint or self.run_dir / DEFAULT_CHECKPOINT)
         if not self.checkpoint.is_file():
             raise CheckpointError(f"supernet checkpoint {self.checkpoint} does not exist")
-        self.local_net, _ = load_supernet(self.checkpoint)
+        self.local_net, extra = load_supernet(self.checkpoint)
+        self._checkpoint_signature = self._signature()
+        self._supernet_round = adaptation_round(extra)
         self.space: OFAv2Space = self.local_net.space
         self.cache_dir = Path(self.settings.onnx_cache or self.run_dir / "onnx_cache")
         self.evaluations = 0
@@ -126,7 +130,7 @@ class OFAv2ActorEvaluator(Evaluator):
         predicted = dict(zip(ids, predicted_top1, strict=True)) if predicted_top1 is not None else {}
         unique = dict(zip(ids, canonical, strict=True))
         known = self._known_rows(list(unique))
-        items, needed = self._plan(unique, known)
+        items, needed = self._plan(unique, known, self._current_round())
         self.evaluations += sum(1 for item in items if item.pool == ACCURACY_POOL)
         finished: dict[str, EvaluationResult] = {}
         buffer: list[dict[str, Any]] = []
@@ -215,8 +219,25 @@ class OFAv2ActorEvaluator(Evaluator):
 
         return ray.get(self.archive.get_if_exists.remote(keys))
 
+    def _signature(self) -> tuple[int, int]:
+        stat = self.checkpoint.stat()
+        return stat.st_mtime_ns, stat.st_size
+
+    def _current_round(self) -> int:
+        """The adaptation round of the published checkpoint; accuracies of older rounds are stale
+        (forgotten here, and re-measured when an archive row carries an older ``supernet_round``)."""
+        from pipeline.supernet.checkpoint import load_supernet
+
+        signature = self._signature()
+        if signature != self._checkpoint_signature:
+            _, extra = load_supernet(self.checkpoint)
+            if adaptation_round(extra) != self._supernet_round:
+                self._accuracy.clear()
+            self._checkpoint_signature, self._supernet_round = signature, adaptation_round(extra)
+        return self._supernet_round
+
     def _plan(
-        self, unique: dict[str, Architecture], known: dict[str, dict[str, Any]]
+        self, unique: dict[str, Architecture], known: dict[str, dict[str, Any]], supernet_round: int
     ) -> tuple[list[WorkItem], dict[str, int]]:
         """Work items for what is not measured yet, and how many pieces each architecture waits for."""
         items: list[WorkItem] = []
@@ -225,8 +246,9 @@ class OFAv2ActorEvaluator(Evaluator):
             self._arch_of[key] = arch
             row = known.get(key) or {}
             row_ok = row.get("status") == "ok"
+            row_round = int(row[SUPERNET_ROUND]) if _finite(row.get(SUPERNET_ROUND)) else 0
             count = 0
-            if key not in self._accuracy and not (row_ok and _finite(row.get("top1"))):
+            if key not in self._accuracy and not (row_ok and _finite(row.get("top1")) and row_round == supernet_round):
                 items.append(WorkItem(f"{key}|{ACCURACY_POOL}", ACCURACY_POOL, arch))
                 count += 1
             for profile in self.profiles:

@@ -22,6 +22,14 @@ from pipeline.supernet.network import OFAv2Supernet
 FORMAT = "ofav2-supernet/1"
 
 
+ADAPTATION_ROUND_KEY = "adaptation_round"
+
+
+def adaptation_round(extra: dict[str, Any]) -> int:
+    """The search-time adaptation round a checkpoint's ``extra`` records (0: as trained)."""
+    return int(extra.get(ADAPTATION_ROUND_KEY, 0))
+
+
 def save_supernet(path: str | Path, net: OFAv2Supernet, extra: dict[str, Any] | None = None) -> Path:
     """Write ``net`` (weights, space options, classes, dropout) and ``extra`` to ``path`` atomically."""
     path = Path(path)
