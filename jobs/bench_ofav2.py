@@ -3,7 +3,8 @@
     python jobs/bench_ofav2.py --out DIR [--quick] [--config FILE] [--set key.path=value ...]
 
 Ablation: four variants trained with the same (scaled) OFAv2 schedule on the configured data set
-(the embedded digits by default) - baseline (SE_B, no distillation), baseline + dynamic teacher,
+(the embedded digits by default) - the OFA baseline (SE_B, distilled from the fixed full network, as
+OFA does), baseline + dynamic teacher,
 EE_D + dynamic teacher, EE_DP + dynamic teacher. After every phase it records the best evaluated
 subnet's validation top-1 (max, min and sampled subnets, BN recalibrated). Printed as a table
 (rows variants, columns phases) and written to DIR/bench_ofav2.parquet (``kind == "ablation"``).
@@ -31,7 +32,8 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 
 PHASES = ["full", "kernel", "level", "height", "depth", "expand"]
 VARIANTS = {
-    "baseline (SE_B)": {"early_exits": False, "dense_skips": False, "parallel_blocks": False, "kd": "none"},
+    "baseline (SE_B, fixed teacher)": {"early_exits": False, "dense_skips": False, "parallel_blocks": False,
+                                       "kd": "fixed"},
     "baseline + dynamic teacher": {"early_exits": False, "dense_skips": False, "parallel_blocks": False,
                                    "kd": "dynamic"},
     "EE_D + dynamic teacher": {"early_exits": True, "dense_skips": True, "parallel_blocks": False, "kd": "dynamic"},

@@ -263,7 +263,7 @@ def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
     frame = run_finetune(
         chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
         settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
-        metadata={"config": config.model_dump(mode="json")},
+        metadata={"config": config.model_dump(mode="json")}, resume=resume,
     )
     ok = frame[frame["status"] == "ok"]
     _print(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {run_dir / 'models'}")

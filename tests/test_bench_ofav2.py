@@ -20,10 +20,10 @@ def test_bench_ofav2_quick(tmp_path):
     assert "ratio" in result.stdout and "EE_DP + dynamic teacher" in result.stdout
     table = pd.read_parquet(tmp_path / "bench_ofav2.parquet")
     ablation = table[table["kind"] == "ablation"]
-    assert set(ablation["variant"]) == {"baseline (SE_B)", "baseline + dynamic teacher",
+    assert set(ablation["variant"]) == {"baseline (SE_B, fixed teacher)", "baseline + dynamic teacher",
                                         "EE_D + dynamic teacher", "EE_DP + dynamic teacher"}
     phases = ablation.groupby("variant")["phase"].apply(list).to_dict()
-    assert phases["baseline (SE_B)"] == ["full", "kernel", "depth", "expand"]
+    assert phases["baseline (SE_B, fixed teacher)"] == ["full", "kernel", "depth", "expand"]
     assert phases["EE_DP + dynamic teacher"] == ["full", "kernel", "level", "height", "depth", "expand"]
     assert ablation["top1_best"].between(0, 100).all()
     speed = table[table["kind"] == "throughput"]

@@ -57,3 +57,20 @@ def test_tune_trials_write_finetuned_parquet(supernet_run, ray_local):
     on_disk = pd.read_parquet(run_dir / "finetuned.parquet")
     assert {"top1", "params_m", "macs_m", "best_epochs", "onnx_path", "arch"} <= set(on_disk.columns)
     assert len(list((run_dir / "models").glob("*.onnx"))) == 2
+
+
+def test_a_resumed_finetune_skips_the_architectures_already_done(supernet_run, ray_local):
+    run_dir, space = supernet_run
+    rng = np.random.default_rng(2)
+    done = [space.sample(rng) for _ in range(2)]  # the architectures the test above fine-tuned
+    before = pd.read_parquet(run_dir / "finetuned.parquet").set_index("arch_id")
+    extra = space.sample(np.random.default_rng(7))
+    settings = FinetuneConfig(max_epochs=2, patience=2, batch_size=32, lr=1e-3)
+    frame = run_finetune(done + [extra], space=space, run_dir=run_dir, run_id="ft", data=DATA, settings=settings,
+                         resume=True).set_index("arch_id")
+    assert (frame["status"] == "ok").all() and len(frame) == 3
+    for arch in done:  # not trained again: the very same row (its wall time included)
+        key = space.arch_id(arch)
+        assert frame.loc[key, "finetune_s"] == before.loc[key, "finetune_s"]
+        assert frame.loc[key, "top1"] == before.loc[key, "top1"]
+    assert space.arch_id(extra) in frame.index and len(list((run_dir / "models").glob("*.onnx"))) == 3

@@ -17,6 +17,7 @@ with Ray Tune and writes ``finetuned.parquet``.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.atomic import write_text_atomic
 from pipeline.config import DataConfig, FinetuneConfig
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
@@ -206,6 +208,8 @@ def _tune_trial(trial_config: dict[str, Any]) -> None:
         exit_weights=trial_config["exit_weights"],
         report=lambda metrics: tune.report({**metrics, "done": False}),
     )
+    # the finished row survives an interrupted stage: a resumed stage skips this architecture
+    write_text_atomic(Path(trial_config["rows_dir"]) / f"{row['arch_id']}.json", json.dumps(row))
     tune.report({**row, "done": True})
 
 
@@ -220,11 +224,47 @@ def run_finetune(
     seed: int = 0,
     exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
     metadata: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame:
-    """One Ray Tune trial per architecture; writes ``RUN_DIR/finetuned.parquet`` atomically."""
-    from ray import tune
+    """One Ray Tune trial per architecture; writes ``RUN_DIR/finetuned.parquet`` atomically.
+
+    Every finished trial also leaves its row in ``RUN_DIR/tune/rows/<arch_id>.json``; with
+    ``resume`` those architectures are not fine-tuned again (without it, old rows are discarded).
+    """
 
     run_dir = Path(run_dir).resolve()
+    rows_dir = run_dir / "tune" / "rows"
+    finished: dict[str, dict[str, Any]] = {}
+    for arch in archs:
+        path = rows_dir / f"{space.arch_id(arch)}.json"
+        if resume and path.is_file():
+            finished[space.arch_id(arch)] = json.loads(path.read_text())
+        else:
+            path.unlink(missing_ok=True)
+    rows = [_finished_row(space, arch, run_id, finished[space.arch_id(arch)])
+            for arch in archs if space.arch_id(arch) in finished]
+    remaining = [arch for arch in archs if space.arch_id(arch) not in finished]
+    if rows:
+        print(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go", flush=True)
+    if remaining:
+        rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir)
+    frame = pd.DataFrame(rows)
+    write_parquet_atomic(frame, run_dir / "finetuned.parquet", metadata or {})
+    return frame
+
+
+def _finished_row(space: SearchSpace, arch: dict[str, Any], run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    row = {"run_id": run_id, "arch_id": space.arch_id(arch), "arch": space.to_text(arch),
+           "space": space.name, "iteration": 0, "source": "finetune", "evaluated_at": utc_now()}
+    row.update({k: v for k, v in metrics.items() if k in _ROW_KEYS})
+    row.update(status="ok", error="")
+    return row
+
+
+def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Path, run_id: str, data: DataConfig,
+                settings: FinetuneConfig, seed: int, exit_weights: Sequence[float], rows_dir: Path) -> list[dict]:
+    from ray import tune
+
     base = {
         "supernet_path": str(run_dir / "supernet" / "supernet.pt"),
         "data": data.model_dump(mode="json"),
@@ -232,6 +272,7 @@ def run_finetune(
         "models_dir": str(run_dir / "models"),
         "seed": seed,
         "exit_weights": list(exit_weights),
+        "rows_dir": str(rows_dir),
     }
     resources = {"cpu": settings.cpus_per_trial, "gpu": 1.0 if settings.use_gpu else 0.0}
     tuner = tune.Tuner(
@@ -244,22 +285,17 @@ def run_finetune(
             verbose=1,
         ),
     )
-    grid = tuner.fit()
     rows = []
-    for result in grid:
+    for result in tuner.fit():
         arch = result.config["arch"]
-        row = {"run_id": run_id, "arch_id": space.arch_id(arch), "arch": space.to_text(arch),
-               "space": space.name, "iteration": 0, "source": "finetune", "evaluated_at": utc_now()}
         if result.error is None and result.metrics.get("done"):
-            row.update({k: v for k, v in result.metrics.items() if k in _ROW_KEYS})
-            row.update(status="ok", error="")
-        else:
-            row.update(status="failed", error=str(result.error).splitlines()[0] if result.error else
-                       "trial ended before reporting a result")
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    write_parquet_atomic(frame, run_dir / "finetuned.parquet", metadata or {})
-    return frame
+            rows.append(_finished_row(space, arch, run_id, result.metrics))
+            continue
+        rows.append({"run_id": run_id, "arch_id": space.arch_id(arch), "arch": space.to_text(arch),
+                     "space": space.name, "iteration": 0, "source": "finetune", "evaluated_at": utc_now(),
+                     "status": "failed", "error": str(result.error).splitlines()[0] if result.error else
+                     "trial ended before reporting a result"})
+    return rows
 
 
 _ROW_KEYS = {
