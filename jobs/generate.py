@@ -51,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.search.pnag_runs import settings_from_config
     from pipeline.search.records import write_parquet_atomic
 
-    config = load_config(args.config, args.overrides)
+    stored = Path(args.from_run) / "config.yaml" if args.from_run else None
+    if args.config is None and stored is not None and stored.is_file():
+        config = load_config(stored, args.overrides)  # the run's own settings and seed
+    else:
+        config = load_config(args.config, args.overrides)
+    if args.from_run and args.evals is not None:
+        raise ConfigError("--evals applies to --space natsbench; --from-run learns from the run's archive "
+                          "and spends no true evaluations")
     gen = config.generate
     metrics = parse_metrics(args.budget_metric if args.budget_metric is not None else gen.budget_metrics)
     given = args.budgets if args.budgets is not None else gen.budgets

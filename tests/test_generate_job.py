@@ -112,3 +112,16 @@ def test_generate_from_a_finished_ofav2_run(tmp_path, capsys):
     assert frame["meets_budget"].all()
     status, stderr = run_in_process(capsys, "--from-run", str(tmp_path), "--budgets", f"{smallest / 2:.6f}", *FAST)
     assert status != 0 and "below the smallest" in stderr.strip().splitlines()[0]
+    # the run's own config.yaml is used when no --config is given (here: a MACs budget metric)
+    from pipeline.config import dump_config, load_config
+
+    dump_config(load_config(None, ["generate.budget_metrics=[macs_m]"]), tmp_path / "config.yaml")
+    macs = counter(space.largest())["macs_m"] * 0.8
+    status, stderr = run_in_process(capsys, "--from-run", str(tmp_path), "--budgets", f"{macs:.4f}", "--seed", "0",
+                                    *FAST, "--set", "generate.evaluator_steps=50", "--set", "generate.training_steps=8",
+                                    "--set", "generate.pool_size=200")
+    assert status == 0, stderr
+    frame = read_parquet(tmp_path / "generated.parquet")
+    assert list(frame["budget_metric"]) == ["macs_m"] and (frame["macs_m"] <= macs).all()
+    status, stderr = run_in_process(capsys, "--from-run", str(tmp_path), "--budgets", f"{macs:.4f}", "--evals", "5")
+    assert status != 0 and "--evals applies to" in stderr.strip().splitlines()[0]
