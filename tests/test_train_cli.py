@@ -1,0 +1,44 @@
+"""jobs/train_supernet.py as a user runs it: an EE_DP supernet on 2 gloo workers, a driver that
+dies mid-run, and ``--resume`` continuing from the last completed epoch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = [
+    "run.name=cli", "ray.num_cpus=2", "data.dataset=synthetic", "data.synthetic_images=96",
+    "data.synthetic_classes=4", "data.batch_size=16", "supernet.parallel_blocks=true",
+    "supernet.stage_widths=[8,8,16,16,24]", "supernet.resolutions=[16,20]", "train.epochs_scale=0.005",
+    "train.steps_per_epoch=2", "train.eval_subnets=0", "train.calibration_images=16", "train.eval_images=16",
+    "train.num_workers=2", "train.threads_per_worker=1", "train.distillation=dynamic",
+]
+EE_DP_PHASES = ["full", "kernel", "level", "level"] + ["height"] * 4 + ["depth"] * 2 + ["expand"] * 2
+
+
+def _train(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [a for s in SETTINGS for a in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.run([sys.executable, "jobs/train_supernet.py", *args, "--out", str(out), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_worker_ee_dp_run_dies_and_resumes_from_its_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    died = _train(out, "--set", "train.fail_at_epoch=5", "--set", "train.max_failures=0")
+    assert died.returncode != 0, died.stdout[-2000:]
+    partial = pd.read_parquet(out / "train_metrics.parquet")
+    assert partial["epoch"].tolist() == [1, 2, 3, 4, 5]  # rank 0 published epoch 5 before the other rank died
+    resumed = _train(out, "--resume", "--set", "train.fail_at_epoch=5", "--set", "train.max_failures=0")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = pd.read_parquet(out / "train_metrics.parquet")
+    assert history["epoch"].tolist() == list(range(1, len(EE_DP_PHASES) + 1))
+    assert history["phase"].tolist() == EE_DP_PHASES and (history["world_size"] == 2).all()
+    kept = ["epoch", "phase", "loss", "lr"]
+    pd.testing.assert_frame_equal(history[kept].iloc[:4], partial[kept].iloc[:4])  # not retrained
+    assert "epoch 1/" not in resumed.stdout + resumed.stderr  # it continued rather than starting over
