@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.atomic import write_parquet_atomic  # noqa: E402
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
+from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
 
 PHASES = ["full", "kernel", "level", "height", "depth", "expand"]
@@ -122,14 +123,17 @@ def main() -> int:
     parser = job_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings (for the test)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the ablation")
+    parser.add_argument("--skip-ablation", action="store_true", help="only the throughput")
     args = parser.parse_args()
+    if args.skip_throughput and args.skip_ablation:
+        raise ConfigError("--skip-throughput and --skip-ablation together leave nothing to measure")
     out = Path(args.out or "runs/bench_ofav2").resolve()
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(args.config, bench_defaults(args.quick) + args.overrides)
     started = connect_ray(base.ray.num_cpus or 2, base.ray.namespace)
     try:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
-            ablation_rows = ablation(base, Path(tmp))
+            ablation_rows = pd.DataFrame() if args.skip_ablation else ablation(base, Path(tmp))
             speed_rows = pd.DataFrame() if args.skip_throughput else throughput(base, Path(tmp), args.quick)
     finally:
         if started:
@@ -139,10 +143,11 @@ def main() -> int:
     table = pd.concat([ablation_rows, speed_rows], ignore_index=True)
     target = out / "bench_ofav2.parquet"
     write_parquet_atomic(table, target)
-    pivot = ablation_rows.pivot(index="variant", columns="phase", values="top1_best")
-    pivot = pivot.reindex(index=list(VARIANTS), columns=[p for p in PHASES if p in pivot.columns])
-    print("best evaluated subnet, validation top-1 (%) after each phase:")
-    print(pivot.to_string(float_format=lambda v: f"{v:.1f}", na_rep="-"))
+    if not ablation_rows.empty:
+        pivot = ablation_rows.pivot(index="variant", columns="phase", values="top1_best")
+        pivot = pivot.reindex(index=list(VARIANTS), columns=[p for p in PHASES if p in pivot.columns])
+        print("best evaluated subnet, validation top-1 (%) after each phase:")
+        print(pivot.to_string(float_format=lambda v: f"{v:.1f}", na_rep="-"))
     if not speed_rows.empty:
         ratio = float(speed_rows["ratio_2w_1w"].dropna().iloc[0])
         one, two = speed_rows["images_per_s"].iloc[0], speed_rows["images_per_s"].iloc[1]

@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import ResultsError
+from pipeline.errors import ConfigError, ResultsError
 from pipeline.evaluate.interface import EvaluationResult, Objective
 from pipeline.search import records
 from pipeline.search.archive_store import ArchiveStore, load_archive_frame
@@ -122,4 +122,6 @@ def test_archive_actor_restart_keeps_acknowledged_rows(ray_local, tmp_path):
     assert list(found) == ["a3"] and found["a3"]["top1"] == 53
     ray.get(archive.upsert.remote([_row("a3", 53, 4.0)]))  # idempotent after restart too
     assert ray.get(archive.size.remote()) == 12
+    with pytest.raises(ConfigError, match="already serves"):  # same name, another run directory
+        start_archive(tmp_path / "elsewhere", "r2", "toy", OBJECTIVES, name="archive-restart-test")
     ray.kill(archive, no_restart=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.errors import ConfigError
 from pipeline.evaluate.interface import Objective
 from pipeline.search.archive_store import ArchiveStore
 
@@ -112,4 +113,8 @@ def start_archive(
         config or {},
     )
     ray.get(handle.ping.remote())
+    served = Path(ray.get(handle.archive_path.remote())).parent
+    if served != Path(run_dir).resolve():  # a live actor of that name belongs to another run directory
+        raise ConfigError(f"the archive actor {name!r} already serves {served}; give this run another "
+                          "run.name or ray.namespace, or wait for that run to finish")
     return handle
