@@ -7,7 +7,8 @@ in the whole table under the budget minus the true accuracy of the returned arch
 method gets the same true evaluations per seed. PNAG runs with the generator's defaults
 (``PNAGSettings``), NATv2 with the engine's defaults. Writes DIR/bench_generate.parquet (one row per
 method, seed and budget) and DIR/bench_generate_summary.parquet, and prints the summary table.
-``--quick`` runs tiny settings (used by the test).
+``--derive SEED`` benchmarks a derived table (same architectures and costs, accuracies re-ranked
+by a seeded function; see ``jobs/bench_search.py``). ``--quick`` runs tiny settings (used by the test).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--evals", type=int, default=300, help="true evaluations per seed and method")
     parser.add_argument("--methods", default="pnag,random,natv2", help="comma-separated subset of pnag,random,natv2")
     parser.add_argument("--workers", type=int, help="processes (default: CPU count)")
+    parser.add_argument("--derive", type=int, help="benchmark the table derived with this seed (as bench_search)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     return parser.parse_args(argv)
 
@@ -40,11 +42,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import load_table
+    from pipeline.search.benchmark import derive_table
     from pipeline.search.pnag import PNAGSettings
     from pipeline.search.pnag_bench import METHODS, benchmark_generation, summarise
     from pipeline.search.records import write_parquet_atomic
 
     table = load_table(args.table)
+    if args.derive is not None:
+        table = derive_table(table, args.derive)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -61,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
                                  log=lambda line: print(line, flush=True))
     summary = summarise(frame)
     out = Path(args.out)
-    metadata = {"table": str(args.table), "evals": evals, "seeds": list(seeds), "settings": settings.__dict__,
+    metadata = {"table": str(args.table), "derived": args.derive, "evals": evals, "seeds": list(seeds), "settings": settings.__dict__,
                 "quick": args.quick}
     write_parquet_atomic(frame, out / "bench_generate.parquet", metadata)
     write_parquet_atomic(summary, out / "bench_generate_summary.parquet", metadata)
     per_budget = frame.pivot_table(index="budget", columns="method", values="regret", aggfunc="mean")
-    print(f"table {args.table}; {len(seeds)} seeds; {evals} true evaluations per seed")
+    derived = f", derived with seed {args.derive}" if args.derive is not None else ""
+    print(f"table {args.table}{derived}; {len(seeds)} seeds; {evals} true evaluations per seed")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("mean regret per budget:")
     print(per_budget.to_string(float_format=lambda v: f"{v:.3f}"))

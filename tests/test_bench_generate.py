@@ -24,3 +24,15 @@ def test_bench_generate_quick(tmp_path, bench_table_path):
     assert (frame["regret"] >= -1e-9).all()  # nothing beats the table's best under the budget
     assert "mean_regret" in read_parquet(tmp_path / "bench_generate_summary.parquet").columns
     assert "pnag" in done.stdout
+
+
+def test_bench_generate_on_a_derived_table(tmp_path, bench_table_path):
+    done = subprocess.run(
+        [sys.executable, "jobs/bench_generate.py", "--table", str(bench_table_path), "--out", str(tmp_path),
+         "--quick", "--seeds", "1", "--methods", "random", "--workers", "1", "--derive", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    frame = read_parquet(tmp_path / "bench_generate.parquet")
+    assert len(frame) == 10 and (frame["regret"] >= -1e-9).all()  # regret against the derived table's best
+    assert "derived with seed 1" in done.stdout
