@@ -97,6 +97,19 @@ def search_objectives(config: PipelineConfig) -> list[Objective]:
     return objectives
 
 
+def check_generate_settings(config: PipelineConfig) -> None:
+    """Budget metrics and budgets of the generate stage, checked before any long work starts:
+    a metric must be one the ofav2 run measures; budgets must be positive, one value per metric."""
+    from pipeline.search.pnag_budget import parse_budgets, parse_metrics
+    from pipeline.search.pnag_runs import check_metrics
+
+    profiles = [f"latency_ms@{profile.name}" for profile in config.evaluate.profiles]
+    metrics = parse_metrics(config.generate.budget_metrics)
+    check_metrics(metrics, ["params_m", "macs_m", *profiles])
+    if config.generate.budgets:
+        parse_budgets(config.generate.budgets, len(metrics))
+
+
 def check_actor_resources(config: PipelineConfig) -> None:
     """Refuse a local Ray too small for the evaluator and latency pools (they would wait forever).
 

@@ -112,6 +112,12 @@ CASES = [
     Case("unknown hardware profile", lambda t: [
         "jobs/run_pipeline.py", "--config", TINY, "--set", 'search.objectives=["top1:max","latency_ms@tpu_v9:min"]',
         "--stages", "search", "--out", str(t / "run")], "tpu_v9"),
+    Case("pipeline budget metric of no profile", lambda t: [
+        "jobs/run_pipeline.py", "--config", TINY, "--set", "generate.budget_metrics=[latency_ms@tpu_v9]",
+        "--out", str(t / "run")], "latency_ms@tpu_v9"),
+    Case("pipeline budget vector of the wrong length", lambda t: [
+        "jobs/run_pipeline.py", "--config", TINY, "--set", "generate.budget_metrics=[params_m,macs_m]",
+        "--set", "generate.budgets=[0.5]", "--out", str(t / "run")], "2 metric(s)"),
     Case("empty budget list", lambda t: ["jobs/generate.py", "--space", "natsbench", "--table", str(NATS), "--evals", "30",
                                          "--budgets", "", "--out", str(t / "run")], "budget"),
     Case("negative budget", lambda t: ["jobs/generate.py", "--space", "natsbench", "--table", str(NATS), "--evals", "30",
