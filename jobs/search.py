@@ -75,10 +75,10 @@ def search_supernet(config, run_dir: Path, resume: bool) -> int:
     from pipeline.runtime import connect_ray
     from pipeline.stages import run_search_stage, search_objectives
 
-    checkpoint = run_dir / "supernet" / "supernet.pt"
+    checkpoint = Path(config.evaluate.checkpoint) if config.evaluate.checkpoint else run_dir / "supernet" / "supernet.pt"
     if not checkpoint.is_file():
-        raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint {checkpoint}; "
-                          "run jobs/train_supernet.py with the same --out first")
+        raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint {checkpoint}; run "
+                          "jobs/train_supernet.py with the same --out first, or set evaluate.checkpoint")
     search_objectives(config)  # unknown objectives or profiles fail before Ray starts
     owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
     try:

@@ -118,6 +118,9 @@ CASES = [
     Case("pipeline budget vector of the wrong length", lambda t: [
         "jobs/run_pipeline.py", "--config", TINY, "--set", "generate.budget_metrics=[params_m,macs_m]",
         "--set", "generate.budgets=[0.5]", "--out", str(t / "run")], "2 metric(s)"),
+    Case("ofav2 search with a missing checkpoint", lambda t: [
+        "jobs/search.py", "--config", TINY, "--set", f"evaluate.checkpoint={t / 'missing.pt'}",
+        "--out", str(t / "run")], "missing.pt"),
     Case("empty budget list", lambda t: ["jobs/generate.py", "--space", "natsbench", "--table", str(NATS), "--evals", "30",
                                          "--budgets", "", "--out", str(t / "run")], "budget"),
     Case("negative budget", lambda t: ["jobs/generate.py", "--space", "natsbench", "--table", str(NATS), "--evals", "30",
