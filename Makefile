@@ -19,6 +19,8 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
+	@if [ -e runs/demo ]; then rm -rf runs/demo.previous && mv runs/demo runs/demo.previous && \
+		echo "the previous demo run was moved to runs/demo.previous"; fi
 	$(PY) jobs/run_pipeline.py --config jobs/configs/demo.yaml --out runs/demo
 
 test: $(STAMP)
