@@ -7,7 +7,9 @@
 - ``cream``: prioritized path board and meta network;
 - ``steps``: one optimiser step over k subnets; ``loop``: the Ray Train worker loop;
 - ``state``: checkpoint contents; ``publish``: supernet file and metrics Parquet;
-- ``driver``: ``train_supernet`` (``TorchTrainer``, resume, failures).
+- ``driver``: ``train_supernet`` (``TorchTrainer``, resume, failures);
+- ``adapt``: the short search-time fine-tune of the published supernet (NATv2's adaptation);
+- ``finetune``: post-processing fine-tuning of chosen subnets on Ray Tune.
 """
 
 from __future__ import annotations
