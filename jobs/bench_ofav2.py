@@ -55,8 +55,8 @@ def bench_defaults(quick: bool) -> list[str]:
                                         for name in PHASES) + "]",
         ]
     return common + [
-        "data.batch_size=32", "supernet.stage_widths=[8,16,24,32,40]", "supernet.resolutions=[16,20,24]",
-        "train.epochs_scale=0.02", "train.steps_per_epoch=5", "train.eval_subnets=2", "train.eval_interval=1000",
+        "data.batch_size=64", "supernet.stage_widths=[16,24,32,48,64]", "supernet.resolutions=[24,28,32]",
+        "train.epochs_scale=0.02", "train.eval_subnets=2", "train.eval_interval=1000",
         "train.calibration_images=128", "train.calibration_batch_size=128", "train.eval_images=256",
     ]
 

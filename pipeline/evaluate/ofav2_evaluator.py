@@ -5,8 +5,8 @@ One call of ``evaluate(archs)``:
 1. validates every architecture (``ArchitectureError`` before any work starts);
 2. asks the archive actor which of them it already holds and skips what is measured: accuracy
    when an ``ok`` row has ``top1`` measured under the published checkpoint's adaptation round
-   (``supernet_round``; after a search-time adaptation older accuracies are stale), latency per ``(arch_id, profile)`` when the row (or this
-   evaluator's memory) has ``latency_ms@<profile>``;
+   (``supernet_round``; after a search-time adaptation older accuracies are stale), latency per
+   ``(arch_id, profile)`` when the row (or this evaluator's memory) has ``latency_ms@<profile>``;
 3. runs the rest through one ``Dispatcher``: the evaluator pool (accuracy, params, MACs) and one
    latency pool per hardware profile, all in the same ``ray.wait`` loop;
 4. as soon as every piece of an architecture is in, builds its row (``records.result_row``) and
