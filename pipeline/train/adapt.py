@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from pipeline.config import PipelineConfig
-from pipeline.data import calibration_subset, iterate_batches, load_splits_from_config, train_transform
+from pipeline.data import calibration_subset, load_splits_from_config, train_transform
 from pipeline.space.base import Architecture
 from pipeline.supernet.checkpoint import ADAPTATION_ROUND_KEY, adaptation_round, load_supernet, save_supernet
 from pipeline.train.distributed import WorkerInfo, allreduce_mean, average_batchnorm_buffers, broadcast_parameters
 from pipeline.train.evaluation import DataView
-from pipeline.train.loop import make_optimizer
+from pipeline.train.loop import endless_batches, make_optimizer
 from pipeline.train.publish import SUPERNET_FILE
 from pipeline.train.schedule import derive_seed, numpy_generator, torch_generator
 from pipeline.train.steps import StepContext, train_step
@@ -82,7 +82,7 @@ def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(derive_seed(seed, 40, round_index, info.rank))
-            batches = _batches(splits, batch, seed, round_index, info)
+            batches = endless_batches(splits, batch, info, seed, 43, round_index)
             for step in range(steps):
                 images_u8, labels = next(batches)
                 rng = numpy_generator(seed, 41, round_index, step)
@@ -106,15 +106,6 @@ def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         return metrics
     finally:
         torch.set_num_threads(previous_threads)
-
-
-def _batches(splits, batch: int, seed: int, round_index: int, info: WorkerInfo):
-    cycle = 0
-    while True:
-        yield from iterate_batches(splits.train_images, splits.train_labels, batch, shuffle=True,
-                                   generator=torch_generator(seed, 43, round_index, cycle), drop_last=True,
-                                   rank=info.rank, world_size=info.world_size)
-        cycle += 1
 
 
 def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Architecture],

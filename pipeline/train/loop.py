@@ -94,6 +94,17 @@ def make_optimizer(net: torch.nn.Module, config: PipelineConfig) -> torch.optim.
     )
 
 
+def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int, *position: int):
+    """This rank's shuffled training batches, pass after pass; pass ``c`` is shuffled by a generator
+    derived from ``(seed, *position, c)``, so the stream is the same on a resumed run."""
+    cycle = 0
+    while True:
+        yield from iterate_batches(splits.train_images, splits.train_labels, batch_size, shuffle=True,
+                                   generator=torch_generator(seed, *position, cycle), drop_last=True,
+                                   rank=info.rank, world_size=info.world_size)
+        cycle += 1
+
+
 def extreme_arch(space: OFAv2Space, choices: ElasticChoices, smallest: bool) -> dict:
     """The smallest (or largest) subnet the current choices allow."""
     pick = min if smallest else max
@@ -248,13 +259,7 @@ class SupernetTrainer:
         self.optimizer = make_optimizer(self.net, self.config)
 
     def _epoch_batches(self, global_epoch: int):
-        cycle = 0
-        while True:
-            generator = torch_generator(self.seed, 10, global_epoch, cycle)
-            yield from iterate_batches(self.splits.train_images, self.splits.train_labels,
-                                       self.config.data.batch_size, shuffle=True, generator=generator,
-                                       drop_last=True, rank=self.info.rank, world_size=self.info.world_size)
-            cycle += 1
+        return endless_batches(self.splits, self.config.data.batch_size, self.info, self.seed, 10, global_epoch)
 
     def _maybe_fail(self, global_epoch: int) -> None:
         if self.train.fail_at_epoch != global_epoch or self.info.rank != self.info.world_size - 1:
