@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import load_table
-    from pipeline.search.benchmark import derive_table
-    from pipeline.search.pnag import PNAGSettings
-    from pipeline.search.pnag_bench import METHODS, benchmark_generation, summarise
-    from pipeline.search.records import write_parquet_atomic
+    from pipeline.bench.search import derive_table
+    from pipeline.generate.engine import PNAGSettings
+    from pipeline.bench.generation import METHODS, benchmark_generation, summarise
+    from pipeline.schema import write_parquet_atomic
 
     table = load_table(args.table)
     if args.derive is not None:

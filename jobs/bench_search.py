@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import TableEvaluator, load_table
-    from pipeline.search.benchmark import METHODS, benchmark, derive_table, medians, true_front
+    from pipeline.bench.search import METHODS, benchmark, derive_table, medians, true_front
     from pipeline.search.natv2 import NATv2Settings
-    from pipeline.search.records import write_parquet_atomic
+    from pipeline.schema import write_parquet_atomic
 
     args = parse_args(argv)
     try:

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pipeline.atomic import write_parquet_atomic
-    from pipeline.supernet.benchmark import COLUMNS, VARIANTS, run_benchmark
+    from pipeline.bench.supernet import COLUMNS, VARIANTS, run_benchmark
 
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:

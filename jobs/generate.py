@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pipeline.config import load_config
     from pipeline.errors import ConfigError
-    from pipeline.search.pnag_budget import parse_budgets, parse_metrics
-    from pipeline.search.pnag_runs import settings_from_config
-    from pipeline.search.records import write_parquet_atomic
+    from pipeline.generate.budget import parse_budgets, parse_metrics
+    from pipeline.generate.runs import settings_from_config
+    from pipeline.schema import write_parquet_atomic
 
     stored = Path(args.from_run) / "config.yaml" if args.from_run else None
     if args.config is None and stored is not None and stored.is_file():
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.space != "natsbench" or not args.table:
             raise ConfigError("give --space natsbench --table PATH, or --from-run RUN_DIR")
         from pipeline.evaluate.table import TableEvaluator
-        from pipeline.search.pnag_runs import generate_with_evaluator
+        from pipeline.generate.runs import generate_with_evaluator
 
         evaluator = TableEvaluator(args.table)
         frame, _ = generate_with_evaluator(evaluator.space, evaluator, budgets, settings, seed,

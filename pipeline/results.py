@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.errors import ResultsError
 from pipeline.evaluate.interface import Objective
 from pipeline.search.pareto import normalized_hypervolume, pareto_mask, to_minimization
-from pipeline.search.records import read_metadata, read_parquet
+from pipeline.schema import read_metadata, read_parquet
 
 
 def archive(run_dir: str | Path) -> pd.DataFrame:

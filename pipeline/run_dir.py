@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig, dump_config, load_config
 from pipeline.errors import ConfigError, ResultsError
-from pipeline.search.records import utc_now
+from pipeline.schema import utc_now
 
 CONFIG_FILE = "config.yaml"
 STAGES_FILE = "stages.json"

@@ -100,8 +100,8 @@ def search_objectives(config: PipelineConfig) -> list[Objective]:
 def check_generate_settings(config: PipelineConfig) -> None:
     """Budget metrics and budgets of the generate stage, checked before any long work starts:
     a metric must be one the ofav2 run measures; budgets must be positive, one value per metric."""
-    from pipeline.search.pnag_budget import parse_budgets, parse_metrics
-    from pipeline.search.pnag_runs import check_metrics
+    from pipeline.generate.budget import parse_budgets, parse_metrics
+    from pipeline.generate.runs import check_metrics
 
     profiles = [f"latency_ms@{profile.name}" for profile in config.evaluate.profiles]
     metrics = parse_metrics(config.generate.budget_metrics)
@@ -195,8 +195,8 @@ def generate_for_run(
     """
     from pipeline.errors import CheckpointError
     from pipeline.search.archive_store import load_archive_frame
-    from pipeline.search.pnag_budget import parse_budgets
-    from pipeline.search.pnag_runs import generate_from_archive
+    from pipeline.generate.budget import parse_budgets
+    from pipeline.generate.runs import generate_from_archive
     from pipeline.supernet.checkpoint import load_supernet
     from pipeline.supernet.costs import ArchCostCounter
 
@@ -221,8 +221,8 @@ def generate_for_run(
 
 def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """PNAG from the search archive; writes ``generated.parquet``."""
-    from pipeline.search.pnag_runs import settings_from_config
-    from pipeline.search.records import write_parquet_atomic
+    from pipeline.generate.runs import settings_from_config
+    from pipeline.schema import write_parquet_atomic
 
     settings = settings_from_config(config.generate.model_dump())
     frame, metadata = generate_for_run(run_dir, config.generate.budgets or None, settings, config.run.seed)

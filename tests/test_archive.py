@@ -8,9 +8,9 @@ import pytest
 
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.evaluate.interface import EvaluationResult, Objective
-from pipeline.search import records
+from pipeline import schema as records
 from pipeline.search.archive_store import ArchiveStore, load_archive_frame
-from pipeline.search.records import read_metadata, read_parquet, result_row, write_parquet_atomic
+from pipeline.schema import read_metadata, read_parquet, result_row, write_parquet_atomic
 
 OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.search.records import read_parquet
+from pipeline.schema import read_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -110,7 +110,7 @@ def pools(ray_local, run_dir, config, tmp_path_factory):
 
 
 def test_evaluate_streams_rows_once_and_reuses_measurements(ray_local, pools, run_dir):
-    from pipeline.search.records import read_parquet
+    from pipeline.schema import read_parquet
 
     ray = ray_local
     archive, evaluator = pools

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.search.records import read_metadata, read_parquet
+from pipeline.schema import read_metadata, read_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = [
@@ -75,7 +75,7 @@ def test_generate_from_a_finished_ofav2_run(tmp_path, capsys):
 
     from pipeline.evaluate.interface import EvaluationResult, Objective
     from pipeline.search.archive_store import ArchiveStore
-    from pipeline.search.records import result_row
+    from pipeline.schema import result_row
     from pipeline.space.ofav2 import OFAv2Space
     from pipeline.supernet.checkpoint import save_supernet
     from pipeline.supernet.costs import ArchCostCounter

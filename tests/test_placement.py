@@ -40,7 +40,7 @@ def test_latency_work_runs_only_on_each_profiles_node(cluster, tmp_path):
 
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
     from pipeline.search.archive import start_archive
-    from pipeline.search.records import read_parquet
+    from pipeline.schema import read_parquet
     from pipeline.supernet import OFAv2Supernet
     from pipeline.supernet.checkpoint import save_supernet
 

@@ -9,10 +9,10 @@ import torch
 
 from pipeline.errors import BudgetError
 from pipeline.evaluate.table import TableEvaluator, load_table
-from pipeline.search.pnag import PNAGSettings
-from pipeline.search.pnag_budget import BudgetScale, parse_budgets, parse_metrics
-from pipeline.search.pnag_evaluator import dominance_labels
-from pipeline.search.pnag_runs import generate_from_archive, generate_with_evaluator
+from pipeline.generate.engine import PNAGSettings
+from pipeline.generate.budget import BudgetScale, parse_budgets, parse_metrics
+from pipeline.generate.ranker import dominance_labels
+from pipeline.generate.runs import generate_from_archive, generate_with_evaluator
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ from pipeline.errors import ResultsError
 from pipeline.evaluate.interface import Objective
 from pipeline.evaluate.table import TableEvaluator
 from pipeline.search.archive_store import ArchiveStore
-from pipeline.search.records import result_row, write_parquet_atomic
+from pipeline.schema import result_row, write_parquet_atomic
 
 OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 

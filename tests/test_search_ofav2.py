@@ -44,7 +44,7 @@ def searched(ray_local, tmp_path_factory):
 
 
 def test_ofav2_search_writes_the_archive_and_fronts_through_the_actors(searched):
-    from pipeline.search.records import read_parquet
+    from pipeline.schema import read_parquet
 
     run_dir, summary = searched
     assert summary["evaluations"] == 12
@@ -60,7 +60,7 @@ def test_ofav2_search_writes_the_archive_and_fronts_through_the_actors(searched)
 
 
 def test_adaptation_fine_tunes_republishes_and_re_evaluates_the_archive(searched):
-    from pipeline.search.records import read_parquet
+    from pipeline.schema import read_parquet
     from pipeline.supernet.checkpoint import adaptation_round, load_supernet
 
     run_dir, _ = searched

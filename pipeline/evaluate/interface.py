@@ -9,35 +9,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
+from pipeline.schema import Direction, EvaluationResult, Objective  # noqa: F401 - the interface's types
 from pipeline.space.base import Architecture, SearchSpace
-
-Direction = Literal["min", "max"]
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A named objective and whether it is minimised or maximised."""
-
-    name: str
-    direction: Direction
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("min", "max"):
-            raise ValueError(f"objective {self.name!r}: direction must be 'min' or 'max'")
-
-
-@dataclass
-class EvaluationResult:
-    """One architecture's measured metrics, or the reason it failed."""
-
-    arch: Architecture
-    arch_id: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    status: Literal["ok", "failed"] = "ok"
-    error: str = ""
 
 
 class Evaluator(ABC):

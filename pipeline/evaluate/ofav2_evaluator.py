@@ -20,7 +20,7 @@ actors, so their figures carry that noise; on a cluster each profile's actors ha
 nodes. ``evaluations`` counts architectures whose accuracy was truly measured. ``cheap_metrics`` gives
 exact ``params_m`` / ``macs_m`` from a local copy of the supernet without counting.
 
-This module builds archive rows with ``pipeline.search.records`` (the schema), and talks to the
+This module builds archive rows with ``pipeline.schema`` (the schema), and talks to the
 archive actor only through its handle, so it does not import the search package otherwise.
 """
 
@@ -40,7 +40,7 @@ from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
 from pipeline.evaluate.interface import EvaluationResult, Evaluator
 from pipeline.evaluate.predictor import LatencyPredictor
 from pipeline.evaluate.profiles import latency_metric, resolve_profiles
-from pipeline.search.records import result_row
+from pipeline.schema import result_row
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.checkpoint import adaptation_round

@@ -1,4 +1,5 @@
-"""Search: the archive actor and its Parquet schema, Pareto utilities, surrogates, NATv2 and PNAG.
+"""Search: NATv2, surrogates, survival, the archive actor and Pareto utilities.
 
-Depends only on ``pipeline.space`` and the evaluator interface (``pipeline.evaluate.interface``).
+Depends only on ``pipeline.space``, ``pipeline.schema`` and the evaluator interface
+(``pipeline.evaluate.interface``); never on ``supernet``, ``train`` or ``generate``.
 """

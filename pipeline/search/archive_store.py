@@ -25,7 +25,7 @@ import pandas as pd
 
 from pipeline.evaluate.interface import Objective
 from pipeline.search.pareto import nondominated_ranks, to_minimization
-from pipeline.search.records import (
+from pipeline.schema import (
     objectives_metadata,
     order_columns,
     read_metadata,

@@ -20,7 +20,7 @@ from pipeline.evaluate.interface import Evaluator, Objective
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.engine_state import STATE_FILE
 from pipeline.search.natv2 import ArchiveSink, LatencyPredictor, NATv2Engine, NATv2Settings, SearchResult
-from pipeline.search.records import write_parquet_atomic
+from pipeline.schema import write_parquet_atomic
 from pipeline.space.base import Architecture
 
 HISTORY_FILE = "search_history.parquet"

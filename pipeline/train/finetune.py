@@ -36,7 +36,7 @@ from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
 from pipeline.data.splits import Splits
-from pipeline.search.records import utc_now, write_parquet_atomic
+from pipeline.schema import utc_now, write_parquet_atomic
 from pipeline.space.base import SearchSpace
 from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet

@@ -20,8 +20,8 @@ import pandas as pd
 
 from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import Evaluator
-from pipeline.search.pnag import PNAG, PNAGSettings
-from pipeline.search.predictors import ExactCostFn
+from pipeline.generate.engine import PNAG, PNAGSettings
+from pipeline.generate.predictors import ExactCostFn
 from pipeline.space.base import Architecture, SearchSpace
 
 

@@ -1,4 +1,7 @@
-"""The Parquet result schema and atomic Parquet I/O.
+"""The Parquet result schema, the objective and result types, and atomic Parquet I/O.
+
+A leaf module: every stage writes and reads rows through it, and it imports nothing from the
+pipeline's packages (only ``atomic`` and ``errors``).
 
 One row per evaluated architecture, flat columns that pandas can plot directly:
 ``run_id, arch_id, arch, space, iteration, source, top1, params_m, macs_m, latency_ms@<profile>...,
@@ -14,14 +17,42 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline.atomic import METADATA_KEY, write_parquet_atomic  # noqa: F401 - re-exported for callers
 from pipeline.errors import ResultsError
-from pipeline.evaluate.interface import EvaluationResult, Objective
+
+#: an architecture: a small JSON-serialisable value (see ``pipeline.space.base``)
+Architecture = dict[str, Any]
+Direction = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named objective and whether it is minimised or maximised."""
+
+    name: str
+    direction: Direction
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("min", "max"):
+            raise ValueError(f"objective {self.name!r}: direction must be 'min' or 'max'")
+
+
+@dataclass
+class EvaluationResult:
+    """One architecture's measured metrics, or the reason it failed."""
+
+    arch: Architecture
+    arch_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: Literal["ok", "failed"] = "ok"
+    error: str = ""
+
 
 SOURCES = ("init", "search", "generator", "finetune")
 LEADING_COLUMNS: tuple[str, ...] = (

@@ -9,7 +9,7 @@ Methods, each with the same number of true evaluations per seed:
 
 - ``pnag``: ``generate_with_evaluator`` with the given settings (training data + verification);
 - ``random``: distinct uniform samples, then the most accurate evaluated one under each budget;
-- ``natv2``: one NATv2 run (``pipeline.search.benchmark.run_natv2``, its defaults), then the most
+- ``natv2``: one NATv2 run (``pipeline.bench.search.run_natv2``, its defaults), then the most
   accurate architecture of its archive under each budget.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluate.table import TableEvaluator
-from pipeline.search.pnag import PNAGSettings
-from pipeline.search.pnag_runs import generate_with_evaluator
+from pipeline.generate.engine import PNAGSettings
+from pipeline.generate.runs import generate_with_evaluator
 
 BUDGETS: tuple[float, ...] = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2)
 METHODS: tuple[str, ...] = ("pnag", "random", "natv2")
@@ -66,11 +66,11 @@ def _run_one(job: tuple[str, pd.DataFrame, int, int, tuple[float, ...], PNAGSett
             looked_up = [evaluator._row(evaluator.space.from_text(t))[0] for t in frame["arch"]]  # noqa: SLF001
             acc = np.where(np.isnan(acc), looked_up, acc)
     elif method == "random":
-        from pipeline.search.benchmark import run_random
+        from pipeline.bench.search import run_random
 
         acc, cost = pick_from_evaluated(run_random(evaluator, evaluator.space, evals, seed), budgets)
     elif method == "natv2":
-        from pipeline.search.benchmark import run_natv2
+        from pipeline.bench.search import run_natv2
 
         acc, cost = pick_from_evaluated(run_natv2(evaluator, evals, seed), budgets)
     else:

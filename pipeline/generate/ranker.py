@@ -8,7 +8,7 @@
 - only one within budget: that one wins.
 
 Label 1 means a wins, 0 means b wins, 0.5 is a tie (ties are not trained on).
-``ParetoAwareEvaluator`` is an MLP on (one-hot genes, normalised budget) trained with the pairwise
+``ParetoRanker`` is an MLP on (one-hot genes, normalised budget) trained with the pairwise
 logistic ranking loss ``BCE(sigmoid(R(a) - R(b)), label)`` on pairs drawn from a pool of
 architectures whose accuracy comes from true evaluations or the accuracy predictor and whose cost
 is exact or predicted. Budgets are drawn continuously over the normalised range.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.search.pnag_budget import BudgetScale, over_budget_excess
+from pipeline.generate.budget import BudgetScale, over_budget_excess
 
 
 def dominance_labels(
@@ -68,7 +68,7 @@ class RankingMLP(nn.Module):
         return self.net(torch.cat([features, budget_norm], dim=1)).squeeze(1)
 
 
-class ParetoAwareEvaluator:
+class ParetoRanker:
     """Trains and queries the ranking MLP R; deterministic given its ``torch.Generator`` seed."""
 
     def __init__(self, feature_width: int, scale: BudgetScale, seed: int, hidden: int = 128, lr: float = 2e-3):

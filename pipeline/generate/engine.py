@@ -4,7 +4,7 @@
 
 - ``known``: truly evaluated architectures (from an evaluator or a NATv2 archive) with their true
   ``top1`` and measured costs;
-- the accuracy predictor and cost oracle fitted to them (``pipeline.search.predictors``);
+- the accuracy predictor and cost oracle fitted to them (``pipeline.generate.predictors``);
 - the Pareto-aware evaluator R trained on a pool of known, random and generated architectures
   labelled by true or predicted accuracy and exact or predicted cost (``pnag_evaluator``);
 - the budget-conditioned LSTM generator trained by REINFORCE on R (``pnag_generator``).
@@ -12,7 +12,7 @@
 ``refit`` re-fits everything (warm-starting R and the generator), ``candidates`` samples the
 generator for one budget and ranks the architectures that meet it, ``generated_rows`` builds the
 ``generated.parquet`` rows. The two entry points that decide where training data comes from live
-in ``pipeline.search.pnag_runs``.
+in ``pipeline.generate.runs``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import torch
 
 from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import EvaluationResult
-from pipeline.search.pnag_budget import BudgetScale, over_budget_excess
-from pipeline.search.pnag_evaluator import ParetoAwareEvaluator
-from pipeline.search.pnag_generator import ArchGenerator, ReinforceTrainer
-from pipeline.search.predictors import AccuracyPredictor, CostOracle, ExactCostFn, GeneFeatures
-from pipeline.search.records import result_row
+from pipeline.generate.budget import BudgetScale, over_budget_excess
+from pipeline.generate.ranker import ParetoRanker
+from pipeline.generate.policy import ArchGenerator, ReinforceTrainer
+from pipeline.generate.predictors import AccuracyPredictor, CostOracle, ExactCostFn, GeneFeatures
+from pipeline.schema import result_row
 from pipeline.space.base import Architecture, SearchSpace
 
 
@@ -93,7 +93,7 @@ class PNAG:
         self.known: dict[bytes, KnownArch] = {}
         self.predictor = AccuracyPredictor(seed)
         self.scale: BudgetScale | None = None
-        self.ranker: ParetoAwareEvaluator | None = None
+        self.ranker: ParetoRanker | None = None
         self.trainer: ReinforceTrainer | None = None
         self._acc_center, self._acc_scale = 0.0, 1.0
         self._input_cache: dict[bytes, np.ndarray] = {}
@@ -221,7 +221,7 @@ class PNAG:
         if first or self.scale is None:
             self.scale = self._setup_scale()
             width = self.features.width + len(self.scale.metrics) + 1
-            self.ranker = ParetoAwareEvaluator(width, self.scale, self.seed)
+            self.ranker = ParetoRanker(width, self.scale, self.seed)
             policy = ArchGenerator(self.features.cardinalities, len(self.scale.metrics), self.settings.hidden_size)
             self.trainer = ReinforceTrainer(policy, len(self.scale.metrics), self.seed,
                                             entropy_weight=self.settings.entropy_weight)

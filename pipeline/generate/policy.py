@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.search.pnag_evaluator import seeded_init
+from pipeline.generate.ranker import seeded_init
 
 
 class ArchGenerator(nn.Module):
