@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from dataclasses import replace
 
+    from pipeline.bench.generation import METHODS, benchmark_generation, summarise
+    from pipeline.bench.search import derive_table
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import load_table
-    from pipeline.bench.search import derive_table
     from pipeline.generate.engine import PNAGSettings
-    from pipeline.bench.generation import METHODS, benchmark_generation, summarise
     from pipeline.schema import write_parquet_atomic
 
     table = load_table(args.table)

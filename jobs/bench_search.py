@@ -37,11 +37,11 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     from functools import partial
 
+    from pipeline.bench.search import METHODS, benchmark, derive_table, medians, true_front
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import TableEvaluator, load_table
-    from pipeline.bench.search import METHODS, benchmark, derive_table, medians, true_front
-    from pipeline.search.natv2 import NATv2Settings
     from pipeline.schema import write_parquet_atomic
+    from pipeline.search.natv2 import NATv2Settings
 
     args = parse_args(argv)
     try:

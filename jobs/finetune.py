@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.run_dir import RunDir  # noqa: E402
 from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
 
 
@@ -29,8 +30,7 @@ def main() -> int:
     if not args.out:
         raise ConfigError("--out RUN_DIR is required: the run whose supernet is fine-tuned")
     run_dir = Path(args.out).resolve()
-    stored = run_dir / "config.yaml"
-    config = load_config(args.config or (stored if stored.is_file() else None), args.overrides)
+    config = load_config(args.config or RunDir(run_dir).stored_config(), args.overrides)
     if args.arch:
         config.finetune.source = "explicit"
         config.finetune.archs = list(args.arch)

@@ -21,8 +21,9 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 
 def main() -> int:
     from pipeline.config import load_config
+    from pipeline.evaluate.objectives import ofav2_objectives
     from pipeline.run_dir import check_run_dir, default_run_dir, open_run_dir
-    from pipeline.stages import STAGES, check_generate_settings, check_stages, run_pipeline, search_objectives
+    from pipeline.stages import STAGES, check_generate_settings, check_stages, run_pipeline
 
     parser = job_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
@@ -35,7 +36,7 @@ def main() -> int:
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     check_stages(stages)
     if "search" in stages:
-        search_objectives(config)  # unknown objectives or profiles fail before anything is written
+        ofav2_objectives(config)  # unknown objectives or profiles fail before anything is written
     if "generate" in stages:
         check_generate_settings(config)
     run_dir = check_run_dir(Path(args.out) if args.out else default_run_dir(config), args.resume)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.run_dir import RunDir  # noqa: E402
 from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
 
 
@@ -72,17 +73,18 @@ def search_supernet(config, run_dir: Path, resume: bool) -> int:
     """The ofav2 search of a trained run directory, on Ray actors (``pipeline.stages``)."""
     from pipeline.config import dump_config
     from pipeline.errors import ConfigError
+    from pipeline.evaluate.objectives import ofav2_objectives
     from pipeline.runtime import connect_ray
-    from pipeline.stages import run_search_stage, search_objectives
+    from pipeline.stages import run_search_stage
 
-    checkpoint = Path(config.evaluate.checkpoint) if config.evaluate.checkpoint else run_dir / "supernet" / "supernet.pt"
+    checkpoint = Path(config.evaluate.checkpoint) if config.evaluate.checkpoint else RunDir(run_dir).supernet
     if not checkpoint.is_file():
         raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint {checkpoint}; run "
                           "jobs/train_supernet.py with the same --out first, or set evaluate.checkpoint")
-    search_objectives(config)  # unknown objectives or profiles fail before Ray starts
+    ofav2_objectives(config)  # unknown objectives or profiles fail before Ray starts
     owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
     try:
-        dump_config(config, run_dir / "config.yaml")
+        dump_config(config, RunDir(run_dir).config_file)
         summary = run_search_stage(config, run_dir.resolve(), resume)
     finally:
         if owns_ray:
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
     apply_flags(config, args)
-    run_dir = Path(args.out) if args.out else Path("runs") / config.run.name
+    run_dir = Path(args.out) if args.out else RunDir.default(config).root
     if config.search.space == "ofav2":
         return search_supernet(config, run_dir, args.resume)
     evaluator = build_evaluator(config, run_dir)
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_search(
         evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
         resume=args.resume, metadata=metadata, log=print,
-        on_start=lambda: dump_config(config, run_dir / "config.yaml"),
+        on_start=lambda: dump_config(config, RunDir(run_dir).config_file),
     )
     last = result.history[-1] if result.history else {}
     print(f"search finished: {result.evaluations} evaluations, archive {len(result.archive_ids)}, "

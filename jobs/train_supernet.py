@@ -15,21 +15,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import dump_config, load_config  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.run_dir import RunDir  # noqa: E402
 from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
 
 
 def main() -> int:
     args = job_argument_parser(__doc__.splitlines()[1]).parse_args()
     config = load_config(args.config, args.overrides)
-    run_dir = Path(args.out or Path("runs") / config.run.name).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
+    run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
     started = connect_ray(config.ray.num_cpus, config.ray.namespace) if config.train.num_workers > 0 else False
     try:
         from pipeline.train import train_supernet
 
-        metrics = train_supernet(config, run_dir, resume=args.resume)
+        config, run_dir = run_dir.open(config, args.resume)  # refuses a finished run without --resume
+        metrics = train_supernet(config, run_dir.root, resume=args.resume)
     finally:
         if started:
             import ray

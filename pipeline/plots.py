@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline import results  # noqa: E402
 from pipeline.atomic import atomic_path  # noqa: E402
 from pipeline.errors import ResultsError  # noqa: E402
+from pipeline.run_dir import RunDir
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -55,7 +56,7 @@ def plot_fronts(run_dir: str | Path) -> Path:
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     figure.suptitle(f"Pareto front per iteration ({run_dir.name})")
-    return _save(figure, run_dir / "plots" / "front.png")
+    return _save(figure, RunDir(run_dir).plot("front.png"))
 
 
 def plot_hypervolume(run_dir: str | Path) -> Path:
@@ -68,7 +69,7 @@ def plot_hypervolume(run_dir: str | Path) -> Path:
     axis.set_ylabel("normalised hypervolume")
     axis.grid(alpha=0.3)
     axis.set_title("Search progress")
-    return _save(figure, run_dir / "plots" / "hypervolume.png")
+    return _save(figure, RunDir(run_dir).plot("hypervolume.png"))
 
 
 def plot_training_phases(run_dir: str | Path) -> Path:
@@ -103,7 +104,7 @@ def plot_training_phases(run_dir: str | Path) -> Path:
     curve_axis.legend(fontsize=7)
     curve_axis.grid(alpha=0.3)
     figure.suptitle("Supernet training phases")
-    return _save(figure, run_dir / "plots" / "training_phases.png")
+    return _save(figure, RunDir(run_dir).plot("training_phases.png"))
 
 
 def plot_generated(run_dir: str | Path) -> Path:
@@ -131,7 +132,7 @@ def plot_generated(run_dir: str | Path) -> Path:
     for axis in (cost_axis, accuracy_axis):
         axis.grid(alpha=0.3)
     figure.suptitle("Generated architectures per budget")
-    return _save(figure, run_dir / "plots" / "generated.png")
+    return _save(figure, RunDir(run_dir).plot("generated.png"))
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:

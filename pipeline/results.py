@@ -19,25 +19,26 @@ import pandas as pd
 
 from pipeline.errors import ResultsError
 from pipeline.evaluate.interface import Objective
-from pipeline.search.pareto import normalized_hypervolume, pareto_mask, to_minimization
+from pipeline.run_dir import RunDir
 from pipeline.schema import read_metadata, read_parquet
+from pipeline.search.pareto import normalized_hypervolume, pareto_mask, to_minimization
 
 
 def archive(run_dir: str | Path) -> pd.DataFrame:
     """Every truly evaluated architecture of the run (``archive.parquet``)."""
-    return read_parquet(Path(run_dir) / "archive.parquet")
+    return read_parquet(RunDir(run_dir).archive)
 
 
 def front(run_dir: str | Path) -> pd.DataFrame:
     """The final non-dominated rows (``front.parquet``)."""
-    return read_parquet(Path(run_dir) / "front.parquet")
+    return read_parquet(RunDir(run_dir).front)
 
 
 def fronts(run_dir: str | Path) -> pd.DataFrame:
     """The front after every search iteration, stacked, with a ``front_iteration`` column."""
-    paths = sorted((Path(run_dir) / "fronts").glob("iter_*.parquet"))
+    paths = sorted(RunDir(run_dir).fronts_dir.glob("iter_*.parquet"))
     if not paths:
-        raise ResultsError(f"no per-iteration fronts in {Path(run_dir) / 'fronts'}")
+        raise ResultsError(f"no per-iteration fronts in {RunDir(run_dir).fronts_dir}")
     frames = []
     for path in paths:
         frame = read_parquet(path)
@@ -49,24 +50,24 @@ def fronts(run_dir: str | Path) -> pd.DataFrame:
 
 def generated(run_dir: str | Path) -> pd.DataFrame:
     """One generated architecture per budget (``generated.parquet``)."""
-    return read_parquet(Path(run_dir) / "generated.parquet")
+    return read_parquet(RunDir(run_dir).generated)
 
 
 def finetuned(run_dir: str | Path) -> pd.DataFrame:
     """Fine-tuned subnets with their test accuracy and ONNX paths (``finetuned.parquet``)."""
-    return read_parquet(Path(run_dir) / "finetuned.parquet")
+    return read_parquet(RunDir(run_dir).finetuned)
 
 
 def train_metrics(run_dir: str | Path) -> pd.DataFrame:
     """Per-epoch supernet training metrics (``train_metrics.parquet``)."""
-    return read_parquet(Path(run_dir) / "train_metrics.parquet")
+    return read_parquet(RunDir(run_dir).train_metrics)
 
 
 def objectives_of(run_dir: str | Path) -> list[Objective]:
     """The search objectives recorded in ``archive.parquet``'s metadata."""
-    stored = read_metadata(Path(run_dir) / "archive.parquet").get("objectives")
+    stored = read_metadata(RunDir(run_dir).archive).get("objectives")
     if not stored:
-        raise ResultsError(f"{Path(run_dir) / 'archive.parquet'} records no objectives")
+        raise ResultsError(f"{RunDir(run_dir).archive} records no objectives")
     return [Objective(item["name"], item["direction"]) for item in stored]
 
 

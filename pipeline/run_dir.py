@@ -1,15 +1,28 @@
-"""The run directory: its creation, its stored config, and which stages have completed.
+"""The run directory: every path of DESIGN.md's layout, and the open/resume checks.
 
-A run directory holds ``config.yaml`` (the resolved config) and ``stages.json`` (the completed
-stages, in order). A new run refuses a directory that already holds a run, so nothing is
-overwritten silently; ``--resume`` reopens it and continues after the last completed stage.
-Each stage's own resume (training checkpoints, the search's engine state) continues the stage
-that was interrupted.
+```
+RUN_DIR/
+  config.yaml            the resolved config (written once the inputs are known to be good)
+  stages.json            the completed stages, in order
+  supernet/supernet.pt   the trained (and, after adaptation, adapted) supernet
+  train/ tune/           Ray Train and Ray Tune storage (checkpoints, trial state)
+  train_metrics.parquet  one row per training epoch
+  archive.parquet        every truly evaluated architecture
+  fronts/iter_NNN.parquet, front.parquet, search_history.parquet, search_state.json
+  generator/             the fitted PNAG generator
+  generated.parquet, finetuned.parquet, models/*.onnx, plots/*.png, logs/, report.html
+```
+
+A new run refuses a directory that already holds a run, so nothing is overwritten silently;
+``--resume`` reopens it and continues after the last completed stage. Each stage's own resume
+(training checkpoints, the search's engine state) continues the stage that was interrupted.
+``RunDir`` imports only leaf modules, so every package may use it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomic
@@ -17,57 +30,139 @@ from pipeline.config import PipelineConfig, dump_config, load_config
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.schema import utc_now
 
-CONFIG_FILE = "config.yaml"
-STAGES_FILE = "stages.json"
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run directory and the names of everything in it."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def of(cls, run_dir: str | Path | RunDir) -> RunDir:
+        """``run_dir`` as a ``RunDir`` (paths and ``RunDir`` objects alike)."""
+        return run_dir if isinstance(run_dir, RunDir) else cls(Path(run_dir))
+
+    @classmethod
+    def default(cls, config: PipelineConfig) -> RunDir:
+        """``runs/<run.name>``, the directory a job uses when no ``--out`` is given."""
+        return cls(Path("runs") / config.run.name)
+
+    # ------------------------------------------------------------------- the layout
+    config_file = property(lambda self: self.root / "config.yaml")
+    stages_file = property(lambda self: self.root / "stages.json")
+    supernet_dir = property(lambda self: self.root / "supernet")
+    supernet = property(lambda self: self.root / "supernet" / "supernet.pt")
+    train_storage = property(lambda self: self.root / "train")
+    tune_storage = property(lambda self: self.root / "tune")
+    train_metrics = property(lambda self: self.root / "train_metrics.parquet")
+    archive = property(lambda self: self.root / "archive.parquet")
+    front = property(lambda self: self.root / "front.parquet")
+    fronts_dir = property(lambda self: self.root / "fronts")
+    search_history = property(lambda self: self.root / "search_history.parquet")
+    search_state = property(lambda self: self.root / "search_state.json")
+    generator_dir = property(lambda self: self.root / "generator")
+    generated = property(lambda self: self.root / "generated.parquet")
+    finetuned = property(lambda self: self.root / "finetuned.parquet")
+    models_dir = property(lambda self: self.root / "models")
+    plots_dir = property(lambda self: self.root / "plots")
+    logs_dir = property(lambda self: self.root / "logs")
+    report = property(lambda self: self.root / "report.html")
+
+    def front_at(self, iteration: int) -> Path:
+        """The front after search iteration ``iteration`` (``fronts/iter_NNN.parquet``)."""
+        return self.fronts_dir / f"iter_{int(iteration):03d}.parquet"
+
+    def model(self, arch_id: str) -> Path:
+        """The exported ONNX file of a fine-tuned subnet."""
+        return self.models_dir / f"{arch_id}.onnx"
+
+    def plot(self, name: str) -> Path:
+        return self.plots_dir / name
+
+    # ------------------------------------------------------------- open and resume
+    def holds_run(self) -> bool:
+        return self.config_file.exists() or self.stages_file.exists()
+
+    def check(self, resume: bool) -> RunDir:
+        """Refuse, without writing anything, a new run over an existing one or a resume of no run.
+
+        Returns the directory with an absolute root (Ray Train needs absolute storage paths).
+        """
+        resolved = RunDir(self.root.resolve())
+        if resolved.root.exists() and not resolved.root.is_dir():
+            raise ConfigError(f"--out {resolved.root} is a file, not a run directory")
+        if resume and not resolved.config_file.is_file():
+            raise ConfigError(f"--resume: {resolved.root} holds no run ({resolved.config_file.name} is missing)")
+        if not resume and resolved.holds_run():
+            raise ConfigError(
+                f"{resolved.root} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        return resolved
+
+    def open(self, config: PipelineConfig | None, resume: bool) -> tuple[PipelineConfig, RunDir]:
+        """Create (or, with ``resume``, reopen) the directory; return its config and itself.
+
+        On resume without a config, the stored ``config.yaml`` is used.
+        """
+        run_dir = self.check(resume)
+        if resume:
+            config = config or load_config(run_dir.config_file)
+        else:
+            if config is None:
+                raise ConfigError("a new run needs --config (or defaults)")
+            run_dir.root.mkdir(parents=True, exist_ok=True)
+        dump_config(config, run_dir.config_file)
+        return config, run_dir
+
+    def stored_config(self) -> Path | None:
+        """The stored ``config.yaml``, or None when the directory holds none."""
+        return self.config_file if self.config_file.is_file() else None
+
+    def completed_stages(self) -> list[str]:
+        """Stages recorded as completed, in order."""
+        path = self.stages_file
+        if not path.exists():
+            return []
+        try:
+            return [entry["stage"] for entry in json.loads(path.read_text())["completed"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ResultsError(f"{path} is corrupt; delete it to rerun every stage") from None
+
+    def mark_completed(self, stage: str, **details: object) -> None:
+        """Record ``stage`` as completed (atomically)."""
+        path = self.stages_file
+        entries = json.loads(path.read_text())["completed"] if path.exists() else []
+        entries = [e for e in entries if e["stage"] != stage]
+        entries.append({"stage": stage, "finished_at": utc_now(), **details})
+        write_text_atomic(path, json.dumps({"completed": entries}, indent=1, default=str))
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __str__(self) -> str:
+        return str(self.root)
 
 
+# Functional forms kept for the jobs and tests that call them.
 def default_run_dir(config: PipelineConfig) -> Path:
-    return Path("runs") / config.run.name
+    return RunDir.default(config).root
 
 
 def check_run_dir(run_dir: str | Path, resume: bool) -> Path:
-    """Refuse, without writing anything, a new run over an existing one or a resume of no run."""
-    run_dir = Path(run_dir).resolve()
-    stored = run_dir / CONFIG_FILE
-    if resume and not stored.is_file():
-        raise ConfigError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} is missing)")
-    if not resume and (stored.exists() or (run_dir / STAGES_FILE).exists()):
-        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    return run_dir
+    return RunDir.of(run_dir).check(resume).root
 
 
 def open_run_dir(config: PipelineConfig | None, run_dir: str | Path, resume: bool) -> tuple[PipelineConfig, Path]:
-    """Create (or, with ``resume``, reopen) a run directory and return its config and path.
-
-    On resume without a config, the stored ``config.yaml`` is used.
-    """
-    run_dir = check_run_dir(run_dir, resume)
-    stored = run_dir / CONFIG_FILE
-    if resume:
-        config = config or load_config(stored)
-    else:
-        if config is None:
-            raise ConfigError("a new run needs --config (or defaults)")
-        run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, stored)
-    return config, run_dir
+    config, opened = RunDir.of(run_dir).open(config, resume)
+    return config, opened.root
 
 
 def completed_stages(run_dir: str | Path) -> list[str]:
-    """Stages recorded as completed, in order."""
-    path = Path(run_dir) / STAGES_FILE
-    if not path.exists():
-        return []
-    try:
-        return [entry["stage"] for entry in json.loads(path.read_text())["completed"]]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ResultsError(f"{path} is corrupt; delete it to rerun every stage") from None
+    return RunDir.of(run_dir).completed_stages()
 
 
 def mark_completed(run_dir: str | Path, stage: str, **details: object) -> None:
-    """Record ``stage`` as completed (atomically)."""
-    path = Path(run_dir) / STAGES_FILE
-    entries = json.loads(path.read_text())["completed"] if path.exists() else []
-    entries = [e for e in entries if e["stage"] != stage]
-    entries.append({"stage": stage, "finished_at": utc_now(), **details})
-    write_text_atomic(path, json.dumps({"completed": entries}, indent=1, default=str))
+    RunDir.of(run_dir).mark_completed(stage, **details)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd

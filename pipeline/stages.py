@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import BudgetError, ConfigError, ResultsError
-from pipeline.evaluate.interface import Objective
-from pipeline.run_dir import completed_stages, mark_completed
+from pipeline.errors import BudgetError, ConfigError
+from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 
 STAGES: tuple[str, ...] = ("train", "search", "generate", "finetune", "report")
-GENERATED_FILE = "generated.parquet"
 
 
 def _print(message: str) -> None:
@@ -78,34 +76,15 @@ class MeasuredLatencyPredictor:
         return np.asarray(self._fitted.predict(list(archs), features), dtype=float)
 
 
-def search_objectives(config: PipelineConfig) -> list[Objective]:
-    """The configured objectives, checked against what the ofav2 evaluator measures."""
-    profiles = {profile.name for profile in config.evaluate.profiles}
-    objectives = [Objective(o.name, o.direction) for o in config.search.objectives]
-    for objective in objectives:
-        name = objective.name
-        if name.startswith("latency_ms@"):
-            if name.split("@", 1)[1] not in profiles:
-                raise ConfigError(
-                    f"search.objectives: {name} names an unknown hardware profile; "
-                    f"known profiles: {', '.join(sorted(profiles)) or '(none)'}"
-                )
-        elif name not in ("top1", "params_m", "macs_m"):
-            raise ConfigError(
-                f"search.objectives: unknown objective {name!r}; use top1, params_m, macs_m or latency_ms@<profile>"
-            )
-    return objectives
-
-
 def check_generate_settings(config: PipelineConfig) -> None:
     """Budget metrics and budgets of the generate stage, checked before any long work starts:
     a metric must be one the ofav2 run measures; budgets must be positive, one value per metric."""
+    from pipeline.evaluate.objectives import latency_metrics
     from pipeline.generate.budget import parse_budgets, parse_metrics
     from pipeline.generate.runs import check_metrics
 
-    profiles = [f"latency_ms@{profile.name}" for profile in config.evaluate.profiles]
     metrics = parse_metrics(config.generate.budget_metrics)
-    check_metrics(metrics, ["params_m", "macs_m", *profiles])
+    check_metrics(metrics, ["params_m", "macs_m", *latency_metrics(config)])
     if config.generate.budgets:
         parse_budgets(config.generate.budgets, len(metrics))
 
@@ -139,6 +118,7 @@ def check_actor_resources(config: PipelineConfig) -> None:
 
 def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """NATv2 on the trained supernet, through evaluator/latency actors and the archive actor."""
+    from pipeline.evaluate.objectives import ofav2_objectives
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
     from pipeline.search.archive import start_archive
     from pipeline.search.driver import run_search
@@ -147,7 +127,7 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
     if config.search.space != "ofav2":
         raise ConfigError("the pipeline searches the ofav2 supernet; set search.space: ofav2 "
                           "(use jobs/search.py --space natsbench for the benchmark table)")
-    objectives = search_objectives(config)
+    objectives = ofav2_objectives(config)
     check_actor_resources(config)
     settings = NATv2Settings.from_mapping(config.search.model_dump())
     metadata = config.model_dump(mode="json")
@@ -194,14 +174,14 @@ def generate_for_run(
     while the exact count fixes the budget range and checks every pick, so ``meets_budget`` is exact.
     """
     from pipeline.errors import CheckpointError
-    from pipeline.search.archive_store import load_archive_frame
     from pipeline.generate.budget import parse_budgets
     from pipeline.generate.runs import generate_from_archive
+    from pipeline.search.archive_store import load_archive_frame
     from pipeline.supernet.checkpoint import load_supernet
     from pipeline.supernet.costs import ArchCostCounter
 
     archive, metadata = load_archive_frame(run_dir)
-    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    net, _ = load_supernet(RunDir(run_dir).supernet)
     space = net.space
     supernet_config = (metadata.get("config") or {}).get("supernet")
     if supernet_config:
@@ -226,53 +206,23 @@ def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
 
     settings = settings_from_config(config.generate.model_dump())
     frame, metadata = generate_for_run(run_dir, config.generate.budgets or None, settings, config.run.seed)
-    write_parquet_atomic(frame, run_dir / GENERATED_FILE, metadata)
+    write_parquet_atomic(frame, RunDir(run_dir).generated, metadata)
     met = int(frame["meets_budget"].sum()) if "meets_budget" in frame else 0
     _print(f"generate: {len(frame)} budgets, {met} met")
     return {"budgets": len(frame), "met": met}
 
 
 # -------------------------------------------------------------------------------- finetune
-def _spread(frame: pd.DataFrame, cost: str, count: int) -> pd.DataFrame:
-    """``count`` rows spread evenly along ``cost`` (always the cheapest and the costliest)."""
-    frame = frame.sort_values(cost).drop_duplicates("arch_id")
-    if len(frame) <= count:
-        return frame
-    picks = np.unique(np.round(np.linspace(0, len(frame) - 1, count)).astype(int))
-    return frame.iloc[picks]
-
-
-def finetune_choices(config: PipelineConfig, run_dir: Path, space: Any) -> list[Architecture]:
-    """The architectures to fine-tune, from the front, the generator's picks, or the config."""
-    from pipeline import results
-
-    settings = config.finetune
-    if settings.source == "explicit":
-        if not settings.archs:
-            raise ConfigError("finetune.source is 'explicit' but finetune.archs is empty")
-        return [space.from_text(text) for text in settings.archs]
-    if settings.source == "generated":
-        frame = results.generated(run_dir)
-        frame = frame[frame["meets_budget"].astype(bool)]
-    else:
-        frame = results.front(run_dir)
-        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
-    if frame.empty:
-        raise ResultsError(f"no architectures to fine-tune in {run_dir} (finetune.source={settings.source})")
-    cost = next((c for c in ("params_m", "macs_m") if c in frame), None)
-    chosen = _spread(frame, cost, settings.max_archs) if cost else frame.head(settings.max_archs)
-    return [space.from_text(text) for text in chosen["arch"]]
-
-
 def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = False,
                        archs: Sequence[Architecture] | None = None) -> dict[str, Any]:
     """Ray Tune trials fine-tuning the chosen subnets; ONNX to ``models/``, ``finetuned.parquet``."""
     from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.train.choices import finetune_choices
     from pipeline.train.finetune import run_finetune
 
-    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    net, _ = load_supernet(RunDir(run_dir).supernet)
     space = net.space
-    chosen = [space.validate(a) for a in archs] if archs else finetune_choices(config, run_dir, space)
+    chosen = [space.validate(a) for a in archs] if archs else finetune_choices(config.finetune, run_dir, space)
     frame = run_finetune(
         chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
         settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
@@ -313,7 +263,7 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, resume: bool = False,
                  stages: Sequence[str] = STAGES) -> dict[str, dict[str, Any]]:
     """Run ``stages`` in order, skipping those already completed; return each stage's summary."""
     check_stages(stages)
-    done = completed_stages(run_dir) if resume else []
+    done = RunDir(run_dir).completed_stages() if resume else []
     summaries: dict[str, dict[str, Any]] = {}
     for index, stage in enumerate(stages, start=1):
         if stage in done:
@@ -321,5 +271,5 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, resume: bool = False,
             continue
         _print(f"[{index}/{len(stages)}] {stage} ...")
         summaries[stage] = STAGE_FUNCTIONS[stage](config, run_dir, resume)
-        mark_completed(run_dir, stage, **{k: v for k, v in summaries[stage].items() if v is not None})
+        RunDir(run_dir).mark_completed(stage, **{k: v for k, v in summaries[stage].items() if v is not None})
     return summaries

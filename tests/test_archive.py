@@ -6,11 +6,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import schema as records
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.evaluate.interface import EvaluationResult, Objective
-from pipeline import schema as records
-from pipeline.search.archive_store import ArchiveStore, load_archive_frame
 from pipeline.schema import read_metadata, read_parquet, result_row, write_parquet_atomic
+from pipeline.search.archive_store import ArchiveStore, load_archive_frame
 
 OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 

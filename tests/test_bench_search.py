@@ -108,8 +108,8 @@ def test_bench_job_quick_runs(bench_table_path, tmp_path, capsys):
 
 
 def test_derived_table_keeps_format_and_reranks(bench_table_path):
-    from pipeline.evaluate.table import load_table
     from pipeline.bench.search import derive_table
+    from pipeline.evaluate.table import load_table
 
     table = load_table(bench_table_path)
     derived = derive_table(table, 1)

@@ -74,8 +74,8 @@ def test_generate_from_a_finished_ofav2_run(tmp_path, capsys):
     import numpy as np
 
     from pipeline.evaluate.interface import EvaluationResult, Objective
-    from pipeline.search.archive_store import ArchiveStore
     from pipeline.schema import result_row
+    from pipeline.search.archive_store import ArchiveStore
     from pipeline.space.ofav2 import OFAv2Space
     from pipeline.supernet.checkpoint import save_supernet
     from pipeline.supernet.costs import ArchCostCounter

@@ -39,8 +39,8 @@ def test_latency_work_runs_only_on_each_profiles_node(cluster, tmp_path):
     import ray
 
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
-    from pipeline.search.archive import start_archive
     from pipeline.schema import read_parquet
+    from pipeline.search.archive import start_archive
     from pipeline.supernet import OFAv2Supernet
     from pipeline.supernet.checkpoint import save_supernet
 

@@ -9,8 +9,8 @@ import torch
 
 from pipeline.errors import BudgetError
 from pipeline.evaluate.table import TableEvaluator, load_table
-from pipeline.generate.engine import PNAGSettings
 from pipeline.generate.budget import BudgetScale, parse_budgets, parse_metrics
+from pipeline.generate.engine import PNAGSettings
 from pipeline.generate.ranker import dominance_labels
 from pipeline.generate.runs import generate_from_archive, generate_with_evaluator
 

@@ -10,8 +10,8 @@ from pipeline import plots, results
 from pipeline.errors import ResultsError
 from pipeline.evaluate.interface import Objective
 from pipeline.evaluate.table import TableEvaluator
-from pipeline.search.archive_store import ArchiveStore
 from pipeline.schema import result_row, write_parquet_atomic
+from pipeline.search.archive_store import ArchiveStore
 
 OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 

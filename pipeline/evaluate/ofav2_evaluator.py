@@ -40,13 +40,13 @@ from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
 from pipeline.evaluate.interface import EvaluationResult, Evaluator
 from pipeline.evaluate.predictor import LatencyPredictor
 from pipeline.evaluate.profiles import latency_metric, resolve_profiles
+from pipeline.run_dir import RunDir
 from pipeline.schema import result_row
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.checkpoint import adaptation_round
 
 ACCURACY_POOL = "accuracy"
-DEFAULT_CHECKPOINT = Path("supernet") / "supernet.pt"
 
 
 def _finite(value: Any) -> bool:
@@ -76,7 +76,7 @@ class OFAv2ActorEvaluator(Evaluator):
         self.archive = archive
         self.run_id = run_id or config.run.name
         self.profiles = resolve_profiles(self.settings, profiles)
-        self.checkpoint = Path(checkpoint or self.settings.checkpoint or self.run_dir / DEFAULT_CHECKPOINT)
+        self.checkpoint = Path(checkpoint or self.settings.checkpoint or RunDir(self.run_dir).supernet)
         if not self.checkpoint.is_file():
             raise CheckpointError(f"supernet checkpoint {self.checkpoint} does not exist")
         self.local_net, extra = load_supernet(self.checkpoint)

@@ -27,9 +27,9 @@ import torch
 from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import EvaluationResult
 from pipeline.generate.budget import BudgetScale, over_budget_excess
-from pipeline.generate.ranker import ParetoRanker
 from pipeline.generate.policy import ArchGenerator, ReinforceTrainer
 from pipeline.generate.predictors import AccuracyPredictor, CostOracle, ExactCostFn, GeneFeatures
+from pipeline.generate.ranker import ParetoRanker
 from pipeline.schema import result_row
 from pipeline.space.base import Architecture, SearchSpace
 

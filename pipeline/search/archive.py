@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 from pipeline.evaluate.interface import Objective
+from pipeline.run_dir import RunDir
 from pipeline.search.archive_store import ArchiveStore
 
 DEFAULT_ARCHIVE_NAME = "archive"
@@ -76,7 +77,7 @@ class ArchiveActor:
         return str(self.store.write_front(iteration))
 
     def archive_path(self) -> str:
-        return str(Path(self.store.run_dir) / "archive.parquet")
+        return str(RunDir(self.store.run_dir).archive)
 
 
 def start_archive(

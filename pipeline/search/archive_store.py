@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluate.interface import Objective
-from pipeline.search.pareto import nondominated_ranks, to_minimization
+from pipeline.run_dir import RunDir
 from pipeline.schema import (
     objectives_metadata,
     order_columns,
@@ -33,10 +33,7 @@ from pipeline.schema import (
     utc_now,
     write_parquet_atomic,
 )
-
-ARCHIVE_FILE = "archive.parquet"
-FRONT_FILE = "front.parquet"
-FRONTS_DIR = "fronts"
+from pipeline.search.pareto import nondominated_ranks, to_minimization
 
 
 class ArchiveStore:
@@ -59,7 +56,7 @@ class ArchiveStore:
         # The rows as a DataFrame (no ranks), updated per batch instead of rebuilt from every row.
         self._table: pd.DataFrame | None = None
         self._foreign = pd.DataFrame()
-        path = self.run_dir / ARCHIVE_FILE
+        path = RunDir(self.run_dir).archive
         if path.exists():
             stored = read_parquet(path)
             own = stored["run_id"] == run_id if "run_id" in stored else pd.Series(False, index=stored.index)
@@ -137,15 +134,15 @@ class ArchiveStore:
         frame = self.frame()
         if len(self._foreign):
             frame = order_columns(pd.concat([frame, self._foreign], ignore_index=True))
-        return write_parquet_atomic(frame, self.run_dir / ARCHIVE_FILE, self.metadata())
+        return write_parquet_atomic(frame, RunDir(self.run_dir).archive, self.metadata())
 
     def write_front(self, iteration: int) -> Path:
         """Write the current non-dominated rows to ``fronts/iter_NNN.parquet`` and ``front.parquet``."""
         frame = self.frame()
         front = frame[frame["is_pareto"]] if "is_pareto" in frame else frame.iloc[0:0]
         front = front.assign(front_iteration=int(iteration))
-        write_parquet_atomic(front, self.run_dir / FRONTS_DIR / f"iter_{iteration:03d}.parquet", self.metadata())
-        return write_parquet_atomic(front, self.run_dir / FRONT_FILE, self.metadata())
+        write_parquet_atomic(front, RunDir(self.run_dir).front_at(iteration), self.metadata())
+        return write_parquet_atomic(front, RunDir(self.run_dir).front, self.metadata())
 
     # -- internals ---------------------------------------------------------------------------
     def _with_ranks(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -162,5 +159,5 @@ class ArchiveStore:
 
 def load_archive_frame(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read ``run_dir/archive.parquet`` and its metadata."""
-    path = Path(run_dir) / ARCHIVE_FILE
+    path = RunDir(run_dir).archive
     return read_parquet(path), read_metadata(path)

@@ -17,13 +17,11 @@ import pandas as pd
 
 from pipeline.errors import BudgetError, ConfigError
 from pipeline.evaluate.interface import Evaluator, Objective
-from pipeline.search.archive_store import ArchiveStore
-from pipeline.search.engine_state import STATE_FILE
-from pipeline.search.natv2 import ArchiveSink, LatencyPredictor, NATv2Engine, NATv2Settings, SearchResult
+from pipeline.run_dir import RunDir
 from pipeline.schema import write_parquet_atomic
+from pipeline.search.archive_store import ArchiveStore
+from pipeline.search.natv2 import ArchiveSink, LatencyPredictor, NATv2Engine, NATv2Settings, SearchResult
 from pipeline.space.base import Architecture
-
-HISTORY_FILE = "search_history.parquet"
 
 
 def history_frame(history: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -65,7 +63,7 @@ def run_search(
         )
     if settings.candidates() < 1:
         raise ConfigError("search.candidates_per_iteration must be at least 1")
-    has_state = (run_dir / STATE_FILE).exists()
+    has_state = RunDir(run_dir).search_state.exists()
     if has_state and not resume:
         raise ConfigError(f"{run_dir} already holds a search; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,5 +77,5 @@ def run_search(
         run_id=run_id, latency_predictors=latency_predictors, adapt=adapt, log=log,
     )
     result = engine.run(resume=resume and has_state, stop_after_iteration=stop_after_iteration)
-    write_parquet_atomic(history_frame(result.history), run_dir / HISTORY_FILE, {"run_id": run_id})
+    write_parquet_atomic(history_frame(result.history), RunDir(run_dir).search_history, {"run_id": run_id})
     return result

@@ -17,8 +17,8 @@ from typing import Any
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import CheckpointError
+from pipeline.run_dir import RunDir
 
-STATE_FILE = "search_state.json"
 STATE_VERSION = 1
 
 
@@ -71,12 +71,12 @@ class EngineState:
 
 def save_state(run_dir: str | Path, state: EngineState) -> Path:
     """Write ``run_dir/search_state.json`` atomically."""
-    return write_text_atomic(Path(run_dir) / STATE_FILE, state.to_json())
+    return write_text_atomic(RunDir(run_dir).search_state, state.to_json())
 
 
 def load_state(run_dir: str | Path) -> EngineState | None:
     """The saved state, ``None`` when there is none; a corrupt file is a ``CheckpointError``."""
-    path = Path(run_dir) / STATE_FILE
+    path = RunDir(run_dir).search_state
     if not path.is_file():
         return None
     try:

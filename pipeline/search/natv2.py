@@ -34,9 +34,9 @@ import pandas as pd
 
 from pipeline.errors import BudgetError, ConfigError
 from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective
+from pipeline.schema import result_row
 from pipeline.search.engine_state import EngineState, EvaluatedRecord, load_state, save_state
 from pipeline.search.pareto import nondominated_ranks, normalized_hypervolume, to_minimization
-from pipeline.schema import result_row
 from pipeline.search.selection import select_candidates
 from pipeline.search.surrogate_search import search_surrogate
 from pipeline.search.surrogates import AdaptiveSurrogate

@@ -32,17 +32,15 @@ import torch
 
 from pipeline.config import PipelineConfig
 from pipeline.data import calibration_subset, load_splits_from_config, train_transform
+from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 from pipeline.supernet.checkpoint import ADAPTATION_ROUND_KEY, adaptation_round, load_supernet, save_supernet
 from pipeline.train.distributed import WorkerInfo, allreduce_mean, average_batchnorm_buffers, broadcast_parameters
 from pipeline.train.evaluation import DataView
 from pipeline.train.loop import endless_batches, make_optimizer
-from pipeline.train.publish import SUPERNET_FILE
 from pipeline.train.schedule import derive_seed, numpy_generator, torch_generator
 from pipeline.train.steps import StepContext, train_step
 from pipeline.train.teacher import build_teacher
-
-TRAINED_FILE = Path("supernet") / "trained.pt"
 
 
 def cosine_lr(step: int, steps: int, base_lr: float) -> float:
@@ -63,7 +61,7 @@ def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         device = ray.train.torch.get_device() if train.use_gpu else torch.device("cpu")
         info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
         seed, round_index = config.run.seed, int(loop_config["round"])
-        path = Path(loop_config["run_dir"]) / SUPERNET_FILE
+        path = RunDir(loop_config["run_dir"]).supernet
         net, extra = load_supernet(path, map_location=device)
         broadcast_parameters(net, info)
         splits = load_splits_from_config(config.data, seed)
@@ -97,8 +95,8 @@ def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         allreduce_mean([mean_loss], info)
         if info.is_main:
             run_dir = Path(loop_config["run_dir"])
-            if not (run_dir / TRAINED_FILE).exists():
-                shutil.copy2(path, run_dir / TRAINED_FILE)
+            if not (RunDir(run_dir).supernet_dir / "trained.pt").exists():
+                shutil.copy2(path, RunDir(run_dir).supernet_dir / "trained.pt")
             save_supernet(path, net, extra={**extra, ADAPTATION_ROUND_KEY: round_index})
         metrics = {"adaptation_round": round_index, "loss": float(mean_loss.item()), "steps": steps,
                    "archs": len(archs), "seconds": time.perf_counter() - started}
@@ -115,7 +113,7 @@ def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Arch
     from ray.train.torch import TorchConfig, TorchTrainer
 
     run_dir = Path(run_dir).resolve()
-    _, extra = load_supernet(run_dir / SUPERNET_FILE)
+    _, extra = load_supernet(RunDir(run_dir).supernet)
     round_index = adaptation_round(extra) + 1
     adaptation, train = config.search.adaptation, config.train
     log(f"[adapt] round {round_index}: fine-tuning the supernet on {len(archs)} archive architectures "
@@ -129,7 +127,7 @@ def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Arch
         scaling_config=ScalingConfig(num_workers=adaptation.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker={"CPU": float(train.threads_per_worker or 1)}),
         run_config=RunConfig(name=f"{config.run.name}-adapt{round_index}-{uuid.uuid4().hex[:8]}",
-                             storage_path=str(run_dir / "train")),
+                             storage_path=str(RunDir(run_dir).train_storage)),
     )
     metrics = dict(trainer.fit().metrics or {})
     log(f"[adapt] round {round_index}: loss {metrics.get('loss', float('nan')):.3f}; supernet republished")

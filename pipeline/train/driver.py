@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig
+from pipeline.run_dir import RunDir
 from pipeline.runtime import prepare_ray_environment
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
 
@@ -82,6 +83,6 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) 
     result = trainer.fit()
     metrics = dict(result.metrics or {})
     metrics["run_name"] = name
-    metrics["supernet_path"] = str(run_dir / "supernet" / "supernet.pt")
-    metrics["metrics_path"] = str(run_dir / "train_metrics.parquet")
+    metrics["supernet_path"] = str(RunDir(run_dir).supernet)
+    metrics["metrics_path"] = str(RunDir(run_dir).train_metrics)
     return metrics

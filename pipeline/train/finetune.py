@@ -36,6 +36,7 @@ from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
 from pipeline.data.splits import Splits
+from pipeline.run_dir import RunDir
 from pipeline.schema import utc_now, write_parquet_atomic
 from pipeline.space.base import SearchSpace
 from pipeline.supernet.bn import recalibrate_bn
@@ -233,7 +234,7 @@ def run_finetune(
     """
 
     run_dir = Path(run_dir).resolve()
-    rows_dir = run_dir / "tune" / "rows"
+    rows_dir = RunDir(run_dir).tune_storage / "rows"
     finished: dict[str, dict[str, Any]] = {}
     for arch in archs:
         path = rows_dir / f"{space.arch_id(arch)}.json"
@@ -249,7 +250,7 @@ def run_finetune(
     if remaining:
         rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir)
     frame = pd.DataFrame(rows)
-    write_parquet_atomic(frame, run_dir / "finetuned.parquet", metadata or {})
+    write_parquet_atomic(frame, RunDir(run_dir).finetuned, metadata or {})
     return frame
 
 
@@ -266,10 +267,10 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
     from ray import tune
 
     base = {
-        "supernet_path": str(run_dir / "supernet" / "supernet.pt"),
+        "supernet_path": str(RunDir(run_dir).supernet),
         "data": data.model_dump(mode="json"),
         "settings": settings.model_dump(mode="json"),
-        "models_dir": str(run_dir / "models"),
+        "models_dir": str(RunDir(run_dir).models_dir),
         "seed": seed,
         "exit_weights": list(exit_weights),
         "rows_dir": str(rows_dir),
@@ -281,7 +282,7 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
         tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials),
         run_config=tune.RunConfig(
             name=f"finetune-{run_id}-{int(time.time() * 1000)}",
-            storage_path=str(run_dir / "tune"),
+            storage_path=str(RunDir(run_dir).tune_storage),
             verbose=1,
         ),
     )
