@@ -45,3 +45,43 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: modules whose tests start jobs as subprocesses (or a whole cluster): marked ``slow``, so
+#: ``pytest -m "not slow"`` is a fast inner loop; ``make test`` still runs everything
+SLOW_MODULES = frozenset({
+    "test_bad_input", "test_bench_eval", "test_bench_generate", "test_bench_ofav2", "test_bench_search",
+    "test_bench_supernet", "test_cluster_defs", "test_e2e_cluster", "test_generate_job", "test_train_cli",
+    "test_report",
+})
+
+#: the small OFAv2 space the unit tests build supernets in (stage widths 8-24, 16-24 px)
+TINY_SPACE_OPTIONS = {"stage_widths": (8, 8, 16, 16, 24), "resolutions": (16, 20, 24)}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def tiny_space_options() -> dict:
+    """Options of the tiny OFAv2 space (a fresh dict: tests may extend it)."""
+    return dict(TINY_SPACE_OPTIONS)
+
+
+@pytest.fixture
+def tiny_space(tiny_space_options):
+    """The tiny OFAv2 space (plain variant)."""
+    from pipeline.space.ofav2 import OFAv2Space
+
+    return OFAv2Space(**tiny_space_options)
+
+
+@pytest.fixture
+def tiny_config():
+    """The shipped tiny pipeline config (jobs/configs/pipeline_tiny.yaml), validated."""
+    from pipeline.config import load_config
+
+    return load_config(REPO_ROOT / "jobs" / "configs" / "pipeline_tiny.yaml")
