@@ -9,7 +9,7 @@ This module imports nothing else from ``pipeline`` except the error types.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import ConfigError
 
+#: the data sets ``pipeline.data`` can load (the one list of their names)
+DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder"]
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
@@ -37,7 +39,7 @@ class RayConfig(Section):
 
 
 class DataConfig(Section):
-    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder"] = "digits"
+    dataset: DatasetName = "digits"
     path: str | None = None
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     batch_size: int = Field(64, ge=1)
@@ -68,7 +70,8 @@ class SupernetConfig(Section):
         return sorted(set(value))
 
 
-TRAIN_PHASES = ("full", "kernel", "level", "height", "depth", "expand")
+PhaseName = Literal["full", "kernel", "level", "height", "depth", "expand"]
+TRAIN_PHASES: tuple[str, ...] = get_args(PhaseName)
 
 
 class PhasePart(Section):
@@ -90,7 +93,7 @@ class PhasePart(Section):
 class TrainPhase(Section):
     """A phase of progressive shrinking: its name and its parts, in order."""
 
-    name: Literal["full", "kernel", "level", "height", "depth", "expand"]
+    name: PhaseName
     parts: list[PhasePart] = Field(min_length=1)
 
 

@@ -14,8 +14,9 @@ A missing or malformed path raises ``DataError`` naming the path and the expecte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
+from pipeline.config import DatasetName
 from pipeline.data.augment import eval_transform, normalize, random_resized_crop_flip, resize, train_transform
 from pipeline.data.batching import ElasticResolutionSampler, choose_resolution, iterate_batches, num_batches
 from pipeline.data.builtin import load_digits_splits, load_synthetic_splits
@@ -27,7 +28,7 @@ from pipeline.errors import DataError
 if TYPE_CHECKING:
     from pipeline.config import DataConfig
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder")
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
 def load_splits(
