@@ -209,6 +209,29 @@ def test_branch_masks_select_branches():
         assert float((a - b).abs().max()) > 1e-4
 
 
+@pytest.mark.parametrize("mask", range(1, 8))
+@torch.no_grad()
+def test_identity_shortcut_belongs_to_the_mbconv_branch(mask):
+    """REFERENCE.md: MBConv plus identity (stride 1, equal widths); no MBConv bit, no identity term."""
+    space, net = make_net(parallel_blocks=True)
+    arch = dict(space.largest(), branches=[7, mask] + [7] * 18)
+    net.set_active(arch)
+    block = net.stages[0][1]  # stride 1, 8 -> 8 channels
+    x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(mask))
+    branches = {1: block.mbconv, 2: block.conv1x1, 4: block.transform}
+    expected = sum(branch(x) for bit, branch in branches.items() if mask & bit)
+    if mask & 1:
+        expected = expected + x
+    assert float((block(x) - expected).abs().max()) <= 1e-5
+    static = net.extract(arch).stages[0].blocks[1]
+    assert float((static(x) - expected).abs().max()) <= 1e-5
+    strided = net.stages[0][0]  # stride 2: never an identity term
+    strided.set_active(7, 6, mask)
+    y = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(10 + mask))
+    parts = [b(y) for bit, b in ((1, strided.mbconv), (2, strided.conv1x1), (4, strided.transform)) if mask & bit]
+    assert float((strided(y) - sum(parts)).abs().max()) <= 1e-5
+
+
 def test_kernel_transformation_is_learned_not_a_crop():
     _, net = make_net(early_exits=False)
     depthwise = net.stages[1][0].mbconv.depthwise

@@ -7,7 +7,8 @@ An architecture is a dict with exactly these fields::
      "exit": int in 1..5}             # only when early_exits
 
 Block ``i`` belongs to stage ``i // 4``. ``branches`` is a 3-bit mask per block: bit 1 is the
-MBConv branch, bit 2 the 1x1 convolution branch, bit 4 the transformation branch. ``exit`` is the
+MBConv branch (with its identity shortcut where stride is 1 and widths match), bit 2 the 1x1
+convolution branch, bit 4 the transformation branch; a mask without bit 1 has no identity term. ``exit`` is the
 height: the subnet keeps stages ``1..exit`` and ends at that stage's exit head.
 
 Canonical form (what ``validate``/``canonical`` return, and what ``arch_id`` hashes): every
@@ -248,7 +249,8 @@ class OFAv2Space(SearchSpace):
         )
 
     def smallest(self) -> Architecture:
-        """Fewest parameters and MACs: only the transformation branch where blocks are parallel."""
+        """Fewest parameters and MACs: only the transformation branch where blocks are parallel
+        (without the MBConv bit a block has no identity shortcut either)."""
         return self._assemble(
             self.resolutions[0], [self.depth_choices[0]] * NUM_STAGES, [self.kernel_choices[0]] * NUM_BLOCKS,
             [self.expand_choices[0]] * NUM_BLOCKS, [TRANSFORM_BIT] * NUM_BLOCKS, 1,

@@ -7,7 +7,8 @@ the exit heads and the non-elastic parallel branches.
 - ``conv_bn_act``: convolution, BN and an optional activation as an ``nn.Sequential``.
 - ``SqueezeExcite``: MobileNetV3's SE (mean pool, 1x1 reduce + ReLU, 1x1 expand + h-sigmoid).
 - ``MBConv``: inverted bottleneck (optional 1x1 expand, depthwise, optional SE, 1x1 project + BN).
-- ``Block``: the sum of its branches, plus the identity residual where shapes allow.
+- ``Block``: the sum of its branches, plus the identity residual when ``residual`` (the elastic
+  block sets it only for an active MBConv branch whose stride is 1 and widths match).
 - ``Stage``: blocks in sequence, or with OFAv2's long-range dense skips (see ``run_stage``).
 - ``ExitHead``: 1x1 conv to 6C + BN + h-swish, pooling, 1x1 conv to 8C + h-swish, dropout, linear.
 - ``StaticSubnet``: stem, first block, stages, and the head of the last stage (or several heads
