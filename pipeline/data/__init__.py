@@ -21,7 +21,7 @@ from pipeline.data.batching import ElasticResolutionSampler, choose_resolution, 
 from pipeline.data.builtin import load_digits_splits, load_synthetic_splits
 from pipeline.data.cifar import load_cifar10_splits, load_cifar100_splits
 from pipeline.data.images import load_folder_splits, load_tinyimagenet_splits
-from pipeline.data.splits import Splits, calibration_subset
+from pipeline.data.splits import Splits, TrainingHoldOut, calibration_subset, hold_out_from_train
 from pipeline.errors import DataError
 
 if TYPE_CHECKING:
@@ -77,9 +77,11 @@ __all__ = [
     "DataError",
     "ElasticResolutionSampler",
     "Splits",
+    "TrainingHoldOut",
     "calibration_subset",
     "choose_resolution",
     "eval_transform",
+    "hold_out_from_train",
     "iterate_batches",
     "load_splits",
     "load_splits_from_config",

@@ -12,6 +12,11 @@ reports a checkpoint through ``ray.train.report``. It resumes from ``ray.train.g
 (worker failure or a driver restart with the same run name) or from ``resume_from`` (in-process
 mode, where Ray Train does not persist checkpoints).
 
+Cream (``distillation: cream``): a seeded slice of ``train.cream.held_out_images`` training images
+is set aside before training (never the validation split, which the search ranks on) for the
+board's accuracies and the meta-gradient; the published checkpoint's ``extra["cream"]`` records
+the slice (seed, training-split positions) and the board, best path first.
+
 Randomness: data order, resolutions, subnets and augmentation come from generators derived from
 (seed, position). Dropout uses torch's global generator, so each epoch runs inside
 ``torch.random.fork_rng`` seeded from (seed, epoch, rank); the caller's global state is restored
@@ -38,9 +43,11 @@ import torch
 from pipeline.config import PipelineConfig
 from pipeline.data import (
     Splits,
+    TrainingHoldOut,
     calibration_subset,
     choose_resolution,
     eval_transform,
+    hold_out_from_train,
     iterate_batches,
     load_splits_from_config,
     num_batches,
@@ -49,7 +56,7 @@ from pipeline.data import (
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet import OFAv2Supernet
 from pipeline.supernet.costs import ArchCostCounter
-from pipeline.train.cream import MetaNetwork, PrioritizedBoard, board_prior
+from pipeline.train.cream import CREAM_EXTRA_KEY, MetaNetwork, PrioritizedBoard, board_prior, board_record
 from pipeline.train.distributed import (
     WorkerInfo,
     allreduce_mean,
@@ -133,6 +140,10 @@ class SupernetTrainer:
         device = ray.train.torch.get_device() if self.train.use_gpu else torch.device("cpu")
         self.info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
         self.splits: Splits = load_splits_from_config(self.config.data, self.seed)
+        self.held_out: TrainingHoldOut | None = None
+        if self.train.distillation == "cream":  # Cream's images: a seeded slice of the training split
+            self.splits, self.held_out = hold_out_from_train(
+                self.splits, self.train.cream.held_out_images, derive_seed(self.seed, 2) % 2**31)
         self.space = make_space(self.config)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 0))
@@ -178,9 +189,8 @@ class SupernetTrainer:
 
     def _cream_state(self) -> CreamState:
         cfg = self.train.cream
-        count = min(cfg.held_out_images, self.splits.val_images.shape[0])
         resolution = max(self.space.resolutions)
-        held_out = eval_transform(self.splits.val_images[:count].to(self.info.device),
+        held_out = eval_transform(self.held_out.images.to(self.info.device),
                                   self.splits.mean, self.splits.std, resolution)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 1))
@@ -190,7 +200,7 @@ class SupernetTrainer:
         return CreamState(
             board=PrioritizedBoard(cfg.board_size, cfg.accuracy_margin), meta=meta,
             meta_optimizer=torch.optim.Adam(meta.parameters(), lr=cfg.meta_lr),
-            held_out_images=held_out, held_out_labels=self.splits.val_labels[:count].to(self.info.device),
+            held_out_images=held_out, held_out_labels=self.held_out.labels.to(self.info.device),
             stored_images=held_out[: cfg.stored_images], macs=lambda arch: costs(arch)["macs_m"],
         )
 
@@ -335,6 +345,12 @@ class SupernetTrainer:
             scores["top1_best"] = max([scores["top1_max"], scores["top1_min"], *sampled])
         return broadcast_object(scores, self.info)
 
+    def _cream_record(self) -> dict[str, Any]:
+        """The board (best path first) and the held-out slice, for the published checkpoint."""
+        if self.cream is None:
+            return {}
+        return {CREAM_EXTRA_KEY: board_record(self.cream.board, self.held_out.seed, self.held_out.train_indices)}
+
     def skipped_scores(self) -> dict[str, float]:
         keys = ["top1_max", "top1_min", *[f"top1_s{i + 1}" for i in range(self.train.eval_subnets)],
                 "top1_sampled_mean", "top1_best"]
@@ -376,6 +392,7 @@ class SupernetTrainer:
                     "space": self.space.options(), "num_classes": self.splits.num_classes,
                     "phase": part.phase, "part": part.part_index + 1, "epoch": state.global_epoch,
                     "top1_max": scores["top1_max"], "dropout": self.config.supernet.dropout,
+                    **self._cream_record(),
                 })
                 print(format_progress(metrics), flush=True)
             self.checkpoint(metrics)
