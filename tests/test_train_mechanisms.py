@@ -137,7 +137,7 @@ def test_width_reorganisation_runs_at_the_start_of_each_expand_part(instrumented
 
 
 def test_optimizer_is_nesterov_sgd_without_decay_on_bn_and_bias():
-    from pipeline.train.loop import make_optimizer
+    from pipeline.train.optim import make_optimizer
 
     config = PipelineConfig()
     space = OFAv2Space(parallel_blocks=True, stage_widths=(8, 8, 16, 16, 24), resolutions=(16, 20))

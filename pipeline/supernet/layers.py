@@ -12,7 +12,7 @@ the exit heads and the non-elastic parallel branches.
 - ``Stage``: blocks in sequence, or with OFAv2's long-range dense skips (see ``run_stage``).
 - ``ExitHead``: 1x1 conv to 6C + BN + h-swish, pooling, 1x1 conv to 8C + h-swish, dropout, linear.
 - ``StaticSubnet``: stem, first block, stages, and the head of the last stage (or several heads
-  for an all-exit, multi-output network).
+  for an all-exit, multi-output network; ``single_exit`` is its deployed, last-exit network).
 """
 
 from __future__ import annotations
@@ -185,6 +185,20 @@ class StaticSubnet(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.head_stages = tuple(int(s) for s in head_stages)
         self.multi_output = multi_output
+
+    def single_exit(self) -> StaticSubnet:
+        """The network a subnet deploys: its own (last) exit only, sharing this module's weights.
+
+        A multi-output module's other heads are for (joint) training; they do not belong to the
+        chosen subnet, its ONNX graph or its costs.
+        """
+        if not self.multi_output:
+            return self
+        last = len(self.stages) - 1
+        if self.head_stages[-1] != last:
+            raise ValueError("the last head of a multi-output subnet must follow its last stage")
+        single = StaticSubnet(self.stem, self.first_block, list(self.stages), [self.heads[-1]], [last], False)
+        return single.train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         x = self.first_block(self.stem(x))

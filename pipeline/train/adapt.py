@@ -37,7 +37,8 @@ from pipeline.space.base import Architecture
 from pipeline.supernet.checkpoint import ADAPTATION_ROUND_KEY, adaptation_round, load_supernet, save_supernet
 from pipeline.train.distributed import WorkerInfo, allreduce_mean, average_batchnorm_buffers, broadcast_parameters
 from pipeline.train.evaluation import DataView
-from pipeline.train.loop import endless_batches, make_optimizer
+from pipeline.train.loop import endless_batches
+from pipeline.train.optim import make_optimizer
 from pipeline.train.schedule import derive_seed, numpy_generator, torch_generator
 from pipeline.train.steps import StepContext, train_step
 from pipeline.train.teacher import build_teacher

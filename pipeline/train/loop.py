@@ -65,6 +65,7 @@ from pipeline.train.distributed import (
     broadcast_parameters,
 )
 from pipeline.train.evaluation import DataView, evaluate_subnet
+from pipeline.train.optim import make_optimizer
 from pipeline.train.publish import format_progress, publish_epoch
 from pipeline.train.schedule import (
     ALL_BRANCH_MASKS,
@@ -88,17 +89,6 @@ def make_space(config: PipelineConfig) -> OFAv2Space:
     options = config.supernet.model_dump()
     options.pop("dropout")
     return OFAv2Space(**options)
-
-
-def make_optimizer(net: torch.nn.Module, config: PipelineConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for param in net.parameters():
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    train = config.train
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=0.0, momentum=train.momentum, nesterov=train.nesterov and train.momentum > 0,
-    )
 
 
 def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int, *position: int):
