@@ -45,6 +45,7 @@ from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
 from pipeline.supernet.export import export_onnx, ort_session
+from pipeline.train.evaluation import count_correct
 from pipeline.train.losses import multi_exit_loss
 from pipeline.train.optim import parameter_groups
 
@@ -76,7 +77,7 @@ def evaluate_module(
             y = labels[start:start + batch_size].to(device)
             logits = _as_exit_list(module(x))[-1]
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += count_correct(logits, y)
     count = max(1, len(images))
     return total_loss / count, 100.0 * correct / count
 

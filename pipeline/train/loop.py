@@ -81,6 +81,7 @@ from pipeline.train.schedule import (
 from pipeline.train.state import TrainState, load_state, save_state
 from pipeline.train.steps import CreamState, StepContext, train_step, update_board
 from pipeline.train.teacher import build_teacher
+from pipeline.train.workers import torch_threads
 
 LOCAL_CHECKPOINT_PREFIX = "local_checkpoint_"
 
@@ -391,11 +392,5 @@ class SupernetTrainer:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train's entry point on every worker (see the module docstring)."""
-    threads = loop_config["config"]["train"].get("threads_per_worker")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(loop_config["config"]["train"].get("threads_per_worker")):
         return SupernetTrainer(loop_config).run()
-    finally:
-        torch.set_num_threads(previous)

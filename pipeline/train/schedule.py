@@ -137,13 +137,16 @@ def build_plan(train: TrainConfig, space: OFAv2Space, steps_per_epoch: int) -> l
     return plan
 
 
+def cosine_lr(step: int, steps: int, base_lr: float) -> float:
+    """Cosine decay from ``base_lr`` at step 0 towards 0 at ``steps``."""
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
 def lr_at(step: int, part: PartPlan, base_lr: float) -> float:
     """Linear warm-up to ``base_lr`` then cosine decay to 0 over the part (step is 0-based)."""
     if step < part.warmup_steps:
         return base_lr * (step + 1) / (part.warmup_steps + 1)
-    span = max(1, part.steps - part.warmup_steps)
-    progress = (step - part.warmup_steps) / span
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * progress))
+    return cosine_lr(step - part.warmup_steps, part.steps - part.warmup_steps, base_lr)
 
 
 @dataclass

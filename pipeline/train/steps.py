@@ -32,7 +32,7 @@ from pipeline.train.cream import (
     teacher_candidates,
 )
 from pipeline.train.distributed import WorkerInfo, allreduce_gradients, allreduce_mean
-from pipeline.train.evaluation import frozen_batchnorm_stats
+from pipeline.train.evaluation import count_correct, frozen_batchnorm_stats
 from pipeline.train.losses import cream_loss, kd_loss, multi_exit_loss
 from pipeline.train.teacher import teacher_target
 
@@ -138,7 +138,8 @@ def update_board(ctx: StepContext, archs: list[dict]) -> int:
     entered = 0
     for arch in archs:
         probs = _path_probs(ctx.net, arch, cream.held_out_images)
-        correct = (probs.argmax(dim=1) == cream.held_out_labels).float().mean() * 100.0
+        correct = torch.tensor(100.0 * count_correct(probs, cream.held_out_labels) / probs.shape[0],
+                               device=probs.device)
         stored = _path_probs(ctx.net, arch, cream.stored_images)  # same batch as the student's
         values = torch.cat([correct.reshape(1), stored.reshape(-1)])
         allreduce_mean([values], ctx.info)
