@@ -153,12 +153,13 @@ def test_dense_skips_in_the_supernet_follow_the_table():
         handles = []
         for s, stage in enumerate(stages):
             for j, block in enumerate(stage, start=1):
-                def hook(module, args, result, key=(s, j)):
+                def hook(module, args, result, key=(s, j), inputs=inputs, outputs=outputs):
                     inputs[key], outputs[key] = args[0].detach(), result.detach()
                 handles.append(block.register_forward_hook(hook))
         head = model.heads[-1]
         head_input: list[torch.Tensor] = []
-        handles.append(head.register_forward_pre_hook(lambda module, args: head_input.append(args[0].detach())))
+        handles.append(head.register_forward_pre_hook(
+            lambda module, args, seen=head_input: seen.append(args[0].detach())))
         with torch.no_grad():
             model(x)
         for handle in handles:

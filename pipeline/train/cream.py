@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from pipeline.space.base import arch_id
-from pipeline.train.schedule import ArchPrior
+from pipeline.space.ofav2 import ArchPrior
 
 
 @dataclass

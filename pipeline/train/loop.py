@@ -53,8 +53,8 @@ from pipeline.data import (
     num_batches,
     train_transform,
 )
-from pipeline.space.ofav2 import OFAv2Space
-from pipeline.supernet import OFAv2Supernet
+from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch  # noqa: F401 - extreme_arch re-exported
+from pipeline.supernet.builder import build_space, build_supernet
 from pipeline.supernet.costs import ArchCostCounter
 from pipeline.train.cream import CREAM_EXTRA_KEY, MetaNetwork, PrioritizedBoard, board_prior, board_record
 from pipeline.train.distributed import (
@@ -68,14 +68,11 @@ from pipeline.train.evaluation import DataView, evaluate_subnet
 from pipeline.train.optim import make_optimizer
 from pipeline.train.publish import format_progress, publish_epoch
 from pipeline.train.schedule import (
-    ALL_BRANCH_MASKS,
-    ElasticChoices,
     PartPlan,
     build_plan,
     derive_seed,
     lr_at,
     numpy_generator,
-    sample_arch,
     torch_generator,
 )
 from pipeline.train.state import TrainState, load_state, save_state
@@ -87,9 +84,8 @@ LOCAL_CHECKPOINT_PREFIX = "local_checkpoint_"
 
 
 def make_space(config: PipelineConfig) -> OFAv2Space:
-    options = config.supernet.model_dump()
-    options.pop("dropout")
-    return OFAv2Space(**options)
+    """The run's space (``supernet.builder.build_space`` of ``config.supernet``)."""
+    return build_space(config.supernet)
 
 
 def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int, *position: int):
@@ -101,22 +97,6 @@ def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int
                                    generator=torch_generator(seed, *position, cycle), drop_last=True,
                                    rank=info.rank, world_size=info.world_size)
         cycle += 1
-
-
-def extreme_arch(space: OFAv2Space, choices: ElasticChoices, smallest: bool) -> dict:
-    """The smallest (or largest) subnet the current choices allow."""
-    pick = min if smallest else max
-    fixed = ElasticChoices(**{name: None if values is None else (pick(values),)
-                              for name, values in choices.__dict__.items()})
-    resolution = pick(space.resolutions)
-    arch = sample_arch(space, fixed, np.random.default_rng(0), resolution)
-    if space.parallel_blocks and choices.branch_counts is not None:
-        # among the allowed masks, the cheapest (or dearest): fewest branches first, then the
-        # transformation branch < the 1x1 convolution < the MBConv
-        masks = [m for m in ALL_BRANCH_MASKS if bin(m).count("1") in choices.branch_counts]
-        mask = pick(masks, key=lambda m: (bin(m).count("1"), 4 * (m & 1) + (m & 2) + (m & 4) // 4))
-        arch = space.validate(dict(arch, branches=[mask] * len(arch["branches"])))
-    return arch
 
 
 class SupernetTrainer:
@@ -138,7 +118,7 @@ class SupernetTrainer:
         self.space = make_space(self.config)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 0))
-            self.net = OFAv2Supernet(self.space, self.splits.num_classes, self.config.supernet.dropout)
+            self.net = build_supernet(self.config.supernet, self.splits.num_classes)
         self.net.to(device)
         broadcast_parameters(self.net, self.info)
         batch = self.config.data.batch_size
