@@ -44,6 +44,8 @@ class DataConfig(Section):
     # synthetic data only
     synthetic_classes: int = Field(10, ge=2)
     synthetic_images: int = Field(512, ge=8)
+    # folder data only: the side length (pixels) its images are resized to
+    image_size: int = Field(32, ge=8, le=1024)
 
 
 class SupernetConfig(Section):

@@ -68,7 +68,7 @@ def load_splits_from_config(data_cfg: DataConfig, seed: int = 0) -> Splits:
         seed=seed,
         synthetic_classes=data_cfg.synthetic_classes,
         synthetic_images=data_cfg.synthetic_images,
-        image_size=getattr(data_cfg, "image_size", 32),
+        image_size=data_cfg.image_size,
     )
 
 
