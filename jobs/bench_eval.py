@@ -79,23 +79,21 @@ def sizes(quick: bool) -> dict[str, int]:
 
 
 def make_space(config: PipelineConfig):
-    from pipeline.space.ofav2 import OFAv2Space
+    from pipeline.supernet.builder import build_space
 
-    options = config.supernet.model_dump()
-    options.pop("dropout")
-    return OFAv2Space(**options)
+    return build_space(config.supernet)
 
 
 def write_checkpoint(config: PipelineConfig, run_dir: Path) -> Path:
     """A freshly initialised supernet of the configured space (evaluation cost does not depend on training)."""
     from pipeline.data import load_splits_from_config
-    from pipeline.supernet import OFAv2Supernet
+    from pipeline.supernet.builder import build_supernet
     from pipeline.supernet.checkpoint import save_supernet
 
     num_classes = load_splits_from_config(config.data, seed=config.run.seed).num_classes
     path = run_dir / "supernet" / "supernet.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_supernet(path, OFAv2Supernet(make_space(config), num_classes))
+    save_supernet(path, build_supernet(config.supernet, num_classes))
     return path
 
 

@@ -46,6 +46,8 @@ class DataConfig(Section):
     # synthetic data only
     synthetic_classes: int = Field(10, ge=2)
     synthetic_images: int = Field(512, ge=8)
+    # folder data only: the side length (pixels) its images are resized to
+    image_size: int = Field(32, ge=8, le=1024)
 
 
 class SupernetConfig(Section):
@@ -123,7 +125,7 @@ class CreamConfig(Section):
     board_size: int = Field(10, ge=1)
     warmup_epochs: float = Field(20.0, ge=0.0)  # scaled by train.epochs_scale
     accuracy_margin: float = Field(5.0, ge=0.0)  # top-1 points
-    held_out_images: int = Field(128, ge=8)
+    held_out_images: int = Field(128, ge=8)  # carved out of the training split (never validation)
     stored_images: int = Field(32, ge=1)
     meta_hidden: int = Field(64, ge=1)
     meta_lr: float = Field(1e-3, gt=0.0)

@@ -54,7 +54,7 @@ class EvaluationResult:
     error: str = ""
 
 
-SOURCES = ("init", "search", "generator", "finetune")
+SOURCES = ("init", "search", "generator", "finetune", "cream")
 LEADING_COLUMNS: tuple[str, ...] = (
     "run_id", "arch_id", "arch", "space", "iteration", "source", "top1", "params_m", "macs_m",
 )

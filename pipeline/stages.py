@@ -150,6 +150,9 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
             resume=resume, metadata=metadata, sink=ArchiveActorSink(handle),
             latency_predictors=predictors or None, adapt=adapt, log=_print,
         )
+        from pipeline.train.cream import evaluate_cream_answer
+
+        evaluate_cream_answer(evaluator, ArchiveActorSink(handle), run_dir)  # a Cream-trained run's answer
     last = result.history[-1] if result.history else {}
     return {"evaluations": result.evaluations, "hypervolume": last.get("hypervolume")}
 

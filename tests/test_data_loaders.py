@@ -203,3 +203,17 @@ def test_tiny_annotation_naming_unknown_class(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(DataError, match="unknown data set 'mnist'"):
         load_splits("mnist")
+
+
+def test_folder_images_take_the_configured_size(tmp_path):
+    """``data.image_size`` reaches the folder loader (it used to be ignored: always 32 px)."""
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+
+    make_folder(tmp_path)
+    config = load_config(overrides=["data.dataset=folder", f"data.path={tmp_path}", "data.image_size=20"])
+    splits = load_splits_from_config(config.data)
+    assert splits.image_size == 20 and tuple(splits.train_images.shape[1:]) == (3, 20, 20)
+    assert load_splits_from_config(DataConfig(dataset="folder", path=str(tmp_path))).image_size == 32
+    with pytest.raises(ConfigError, match="image_size"):
+        load_config(overrides=["data.image_size=4"])

@@ -29,7 +29,7 @@ def test_early_stopping_and_retrain(supernet_run, tmp_path):
     run_dir, space = supernet_run
     arch = space.sample(np.random.default_rng(1))
     epochs_seen = []
-    settings = FinetuneConfig(max_epochs=30, patience=1, batch_size=32, lr=0.5, optimizer="sgd")
+    settings = FinetuneConfig(max_epochs=30, patience=1, batch_size=32, lr=0.1, optimizer="sgd")
     row = finetune_architecture(arch, run_dir / "supernet" / "supernet.pt", DATA, settings, tmp_path,
                                 report=lambda m: epochs_seen.append(m["epoch"]))
     # patience 1 with a huge learning rate: validation loss must worsen well before 30 epochs
@@ -74,3 +74,28 @@ def test_a_resumed_finetune_skips_the_architectures_already_done(supernet_run, r
         assert frame.loc[key, "finetune_s"] == before.loc[key, "finetune_s"]
         assert frame.loc[key, "top1"] == before.loc[key, "top1"]
     assert space.arch_id(extra) in frame.index and len(list((run_dir / "models").glob("*.onnx"))) == 3
+
+
+def test_joint_exit_finetune_deploys_and_costs_only_the_chosen_exit(supernet_run, tmp_path):
+    """The extra heads of joint-exit training are not the subnet: the ONNX graph has one output
+    and the row's params_m/macs_m equal what the archive row of the same arch_id holds (the
+    evaluator's ``arch_costs`` on the supernet)."""
+    import onnx
+
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.supernet.costs import arch_costs
+
+    run_dir, space = supernet_run
+    arch = dict(space.largest(), exit=3)
+    settings = FinetuneConfig(max_epochs=1, patience=1, batch_size=32, lr=1e-3, joint_exits=True)
+    row = finetune_architecture(arch, run_dir / "supernet" / "supernet.pt", DATA, settings, tmp_path)
+    assert row["joint_exits"] is True and row["arch_id"] == space.arch_id(arch)
+    net, _ = load_supernet(run_dir / "supernet" / "supernet.pt")
+    archive_costs = arch_costs(net, arch)  # what the search's evaluator writes for this arch_id
+    all_exits = arch_costs(net, arch, all_exits=True)
+    assert all_exits["params_m"] > archive_costs["params_m"]  # the joint heads would be counted otherwise
+    assert row["params_m"] == pytest.approx(archive_costs["params_m"], rel=1e-12)
+    assert row["macs_m"] == pytest.approx(archive_costs["macs_m"], rel=1e-12)
+    graph = onnx.load(row["onnx_path"]).graph
+    assert len(graph.output) == 1
+    assert row["onnx_max_abs_diff"] <= 1e-4

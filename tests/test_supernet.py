@@ -101,25 +101,79 @@ def test_set_active_rejects_invalid_arch():
         net.set_active(arch)
 
 
-def test_dense_skips_follow_the_rule():
+# REFERENCE.md's worked table of dense skips: per depth D, the block outputs (1-based) summed into
+# the input of blocks 2, 3, 4 and into the stage output.
+DENSE_TABLE = {
+    2: {"inputs": {2: [1]}, "output": [2]},
+    3: {"inputs": {2: [1], 3: [2]}, "output": [3, 1]},
+    4: {"inputs": {2: [1], 3: [2], 4: [3, 1]}, "output": [4, 1, 2]},
+}
+
+
+class _PowerBlock(nn.Module):
+    """Records its input and returns 2**j everywhere, so any sum of outputs names its terms."""
+
+    def __init__(self, j: int) -> None:
+        super().__init__()
+        self.j = j
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x
+        return torch.full_like(x, float(2 ** self.j))
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_dense_skips_follow_the_rule(depth):
+    """Hand-built blocks: each block's input and the stage output are the table's sums."""
+    from pipeline.supernet.layers import Stage
+
+    blocks = [_PowerBlock(j) for j in range(1, depth + 1)]
+    x = torch.full((1, 1, 1, 1), 1000.0)
+    out = Stage(blocks, dense=True)(x)
+    assert float(blocks[0].seen) == 1000.0  # block 1 gets the stage input
+    for j, terms in DENSE_TABLE[depth]["inputs"].items():
+        assert float(blocks[j - 1].seen) == sum(2 ** t for t in terms), (depth, j)
+    assert float(out) == sum(2 ** t for t in DENSE_TABLE[depth]["output"])
+    plain = Stage([_PowerBlock(j) for j in range(1, depth + 1)], dense=False)(x)
+    assert float(plain) == 2 ** depth
+
+
+def test_dense_skips_in_the_supernet_follow_the_table():
+    """Hooks on the real blocks of a dense supernet (depths 2, 3 and 4), and its extracted copy."""
     space, net = make_net(early_exits=False, dense_skips=True)
-    _, plain = make_net(early_exits=False, dense_skips=False)
-    plain.load_state_dict(net.state_dict())
     arch = space.largest()
-    arch["depths"] = [3, 4, 2, 4, 3]
-    net.set_active(arch)
-    plain.set_active(arch)
+    arch["depths"] = [2, 3, 4, 4, 3]
     x = images(2)
-    with torch.no_grad():
-        h = net.first_block(net.stem(x))
-        for stage, depth in zip(net.stages, arch["depths"]):
-            outputs = [stage[0](h)]
-            for block in stage[1:depth]:
-                outputs.append(block(sum(outputs)))  # block d gets y_(d-1) + y_1 + ... + y_(d-2)
-            h = sum(outputs)  # the stage output follows the same rule
-        by_hand = net.heads[-1](h)
-        assert float((net(x) - by_hand).abs().max()) <= 1e-5
-        assert float((net(x) - plain(x)).abs().max()) > 1e-3
+    net.set_active(arch)
+    subnet = net.extract(arch)
+    for model, stages in ((net, net.stages), (subnet, [stage.blocks for stage in subnet.stages])):
+        inputs: dict[tuple[int, int], torch.Tensor] = {}
+        outputs: dict[tuple[int, int], torch.Tensor] = {}
+        handles = []
+        for s, stage in enumerate(stages):
+            for j, block in enumerate(stage, start=1):
+                def hook(module, args, result, key=(s, j), inputs=inputs, outputs=outputs):
+                    inputs[key], outputs[key] = args[0].detach(), result.detach()
+                handles.append(block.register_forward_hook(hook))
+        head = model.heads[-1]
+        head_input: list[torch.Tensor] = []
+        handles.append(head.register_forward_pre_hook(
+            lambda module, args, seen=head_input: seen.append(args[0].detach())))
+        with torch.no_grad():
+            model(x)
+        for handle in handles:
+            handle.remove()
+        for s, depth in enumerate(arch["depths"]):
+            for j, terms in DENSE_TABLE[depth]["inputs"].items():
+                expected = sum(outputs[(s, t)] for t in terms)
+                assert torch.allclose(inputs[(s, j)], expected, atol=1e-6), (s, j)
+            stage_output = sum(outputs[(s, t)] for t in DENSE_TABLE[depth]["output"])
+            if s + 1 < len(arch["depths"]):
+                assert torch.allclose(inputs[(s + 1, 1)], stage_output, atol=1e-6), s
+            else:
+                assert torch.allclose(head_input[0], stage_output, atol=1e-6)
+            assert (s, depth + 1) not in outputs  # inactive blocks never run
 
 
 def test_exit_heads_and_forward_exits():
@@ -154,6 +208,29 @@ def test_branch_masks_select_branches():
             assert any(isinstance(b[0], nn.MaxPool2d) for b in block.branches if isinstance(b, nn.Sequential))
     for a, b in itertools.combinations(outputs.values(), 2):
         assert float((a - b).abs().max()) > 1e-4
+
+
+@pytest.mark.parametrize("mask", range(1, 8))
+@torch.no_grad()
+def test_identity_shortcut_belongs_to_the_mbconv_branch(mask):
+    """REFERENCE.md: MBConv plus identity (stride 1, equal widths); no MBConv bit, no identity term."""
+    space, net = make_net(parallel_blocks=True)
+    arch = dict(space.largest(), branches=[7, mask] + [7] * 18)
+    net.set_active(arch)
+    block = net.stages[0][1]  # stride 1, 8 -> 8 channels
+    x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(mask))
+    branches = {1: block.mbconv, 2: block.conv1x1, 4: block.transform}
+    expected = sum(branch(x) for bit, branch in branches.items() if mask & bit)
+    if mask & 1:
+        expected = expected + x
+    assert float((block(x) - expected).abs().max()) <= 1e-5
+    static = net.extract(arch).stages[0].blocks[1]
+    assert float((static(x) - expected).abs().max()) <= 1e-5
+    strided = net.stages[0][0]  # stride 2: never an identity term
+    strided.set_active(7, 6, mask)
+    y = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(10 + mask))
+    parts = [b(y) for bit, b in ((1, strided.mbconv), (2, strided.conv1x1), (4, strided.transform)) if mask & bit]
+    assert float((strided(y) - sum(parts)).abs().max()) <= 1e-5
 
 
 def test_kernel_transformation_is_learned_not_a_crop():

@@ -32,6 +32,7 @@ from torch import nn
 
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet.builder import build_supernet
 from pipeline.supernet.network import OFAv2Supernet
 
 VARIANTS = {"SE_B": (False, False), "EE_D": (True, True)}
@@ -130,7 +131,7 @@ def run_benchmark(variants: Sequence[str] = tuple(VARIANTS), batch: int = 32, re
         early_exits, dense = VARIANTS[variant]
         space = OFAv2Space(early_exits=early_exits, dense_skips=dense, stage_widths=stage_widths,
                            resolutions=sorted({resolution, *OFAv2Space().resolutions}))
-        net = OFAv2Supernet(space, num_classes, seed=seed)
+        net = build_supernet(space, num_classes, seed=seed)
         initial = {name: tensor.clone() for name, tensor in net.state_dict().items()}
         for kind, arch in benchmark_archs(space, num_random, resolution, rng):
             net.load_state_dict(initial)  # every architecture starts from the same weights and BN statistics

@@ -22,7 +22,7 @@ from pipeline.data.batching import ElasticResolutionSampler, choose_resolution, 
 from pipeline.data.builtin import load_digits_splits, load_synthetic_splits
 from pipeline.data.cifar import load_cifar10_splits, load_cifar100_splits
 from pipeline.data.images import load_folder_splits, load_tinyimagenet_splits
-from pipeline.data.splits import Splits, calibration_subset
+from pipeline.data.splits import Splits, TrainingHoldOut, calibration_subset, hold_out_from_train
 from pipeline.errors import DataError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def load_splits_from_config(data_cfg: DataConfig, seed: int = 0) -> Splits:
         seed=seed,
         synthetic_classes=data_cfg.synthetic_classes,
         synthetic_images=data_cfg.synthetic_images,
-        image_size=getattr(data_cfg, "image_size", 32),
+        image_size=data_cfg.image_size,
     )
 
 
@@ -78,9 +78,11 @@ __all__ = [
     "DataError",
     "ElasticResolutionSampler",
     "Splits",
+    "TrainingHoldOut",
     "calibration_subset",
     "choose_resolution",
     "eval_transform",
+    "hold_out_from_train",
     "iterate_batches",
     "load_splits",
     "load_splits_from_config",

@@ -10,11 +10,13 @@ A ``Splits`` holds whole data sets in memory as uint8 tensors (N x 3 x H x W) wi
   set has no test split, for example an image folder with ``train/`` but no ``test/``.
 
 ``mean`` and ``std`` are per-channel statistics of the training images scaled to [0, 1].
+``hold_out_from_train`` carves a further seeded slice out of the training split (Cream's board
+and meta-gradient images), never out of the validation split.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -165,3 +167,39 @@ def calibration_subset(splits: Splits, num_images: int, seed: int) -> torch.Tens
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(splits.train_images.shape[0], generator=generator)[:num_images]
     return splits.train_images[order].contiguous()
+
+
+@dataclass
+class TrainingHoldOut:
+    """Images set aside from the training split (Cream's board and meta-gradient images).
+
+    ``train_indices`` are positions in the training split they were taken from (sorted), and
+    ``seed`` is the seed that drew them, so a run can record exactly which images were held out.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    train_indices: list[int]
+    seed: int
+
+
+def hold_out_from_train(splits: Splits, num_images: int, seed: int) -> tuple[Splits, TrainingHoldOut]:
+    """Carve a seeded slice of ``num_images`` out of the training split.
+
+    Returns the splits without those images (validation and test unchanged, the normalisation
+    statistics kept) and the slice. The validation split is never touched, so the data the search
+    later ranks architectures on stays unseen by training.
+    """
+    count = splits.train_images.shape[0]
+    if not 1 <= num_images < count:
+        raise DataError(f"{splits.name}: cannot hold out {num_images} of {count} training images")
+    generator = torch.Generator().manual_seed(int(seed))
+    held = torch.randperm(count, generator=generator)[:num_images].sort().values
+    keep = torch.ones(count, dtype=torch.bool)
+    keep[held] = False
+    reduced = replace(splits, train_images=splits.train_images[keep].contiguous(),
+                      train_labels=splits.train_labels[keep].contiguous())
+    slice_ = TrainingHoldOut(images=splits.train_images[held].contiguous(),
+                             labels=splits.train_labels[held].contiguous(),
+                             train_indices=[int(i) for i in held], seed=int(seed))
+    return reduced, slice_

@@ -128,12 +128,12 @@ class LatencyWorker:
     def __init__(
         self, space_options: dict[str, Any], num_classes: int, profile: dict[str, Any], cache_dir: str
     ) -> None:
-        from pipeline.supernet import OFAv2Supernet
+        from pipeline.supernet.builder import build_supernet
 
         torch.set_num_threads(1)
         self.profile = HardwareProfile.model_validate(profile)
-        self.space = OFAv2Space(**space_options)
-        self.net = OFAv2Supernet(self.space, num_classes).eval()
+        self.net = build_supernet(space_options, num_classes).eval()
+        self.space = self.net.space
         self.cache_dir = Path(cache_dir)
 
     def onnx_path(self, arch: Architecture) -> tuple[Path, int, bool]:

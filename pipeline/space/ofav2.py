@@ -7,7 +7,8 @@ An architecture is a dict with exactly these fields::
      "exit": int in 1..5}             # only when early_exits
 
 Block ``i`` belongs to stage ``i // 4``. ``branches`` is a 3-bit mask per block: bit 1 is the
-MBConv branch, bit 2 the 1x1 convolution branch, bit 4 the transformation branch. ``exit`` is the
+MBConv branch (with its identity shortcut where stride is 1 and widths match), bit 2 the 1x1
+convolution branch, bit 4 the transformation branch; a mask without bit 1 has no identity term. ``exit`` is the
 height: the subnet keeps stages ``1..exit`` and ends at that stage's exit head.
 
 Canonical form (what ``validate``/``canonical`` return, and what ``arch_id`` hashes): every
@@ -27,11 +28,17 @@ kept with probability 2/3 and a skipped block truncates the rest of its stage, s
 smallest depth plus the number of consecutively kept optional blocks. The exit is drawn uniformly
 from 1..5 (truncated sampling would put a third of the archive at exit 1, the weakest subnets);
 kernels, expands, resolution and masks are drawn uniformly.
+
+Training-time sampling (progressive shrinking): ``ElasticChoices`` are the allowed values of each
+elastic dimension in a training part (``None``: fixed at the maximum), ``sample_arch`` draws a
+subnet under them (weighted by an ``ArchPrior``, Cream's board, when given) and ``extreme_arch``
+gives the smallest or largest subnet they allow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +54,7 @@ MBCONV_BIT = 1
 CONV1X1_BIT = 2
 TRANSFORM_BIT = 4
 SKIP_PROBABILITY = 1.0 / 3.0
+ALL_BRANCH_MASKS = tuple(range(1, FULL_MASK + 1))
 
 
 def _choices(name: str, values: Sequence[int], low: int = 1, high: int | None = None) -> tuple[int, ...]:
@@ -248,7 +256,8 @@ class OFAv2Space(SearchSpace):
         )
 
     def smallest(self) -> Architecture:
-        """Fewest parameters and MACs: only the transformation branch where blocks are parallel."""
+        """Fewest parameters and MACs: only the transformation branch where blocks are parallel
+        (without the MBConv bit a block has no identity shortcut either)."""
         return self._assemble(
             self.resolutions[0], [self.depth_choices[0]] * NUM_STAGES, [self.kernel_choices[0]] * NUM_BLOCKS,
             [self.expand_choices[0]] * NUM_BLOCKS, [TRANSFORM_BIT] * NUM_BLOCKS, 1,
@@ -317,3 +326,75 @@ class OFAv2Space(SearchSpace):
             expands.append(self.expand_choices[take()])
             branches.append(take() + 1 if self.parallel_blocks else FULL_MASK)
         return self._assemble(resolution, depths, kernels, expands, branches, exit_)
+
+
+# --------------------------------------------------------------------------------- training-time sampling
+@dataclass(frozen=True)
+class ElasticChoices:
+    """Allowed values per elastic dimension; ``None`` means fixed at the maximum."""
+
+    kernels: tuple[int, ...] | None = None
+    branch_counts: tuple[int, ...] | None = None
+    exits: tuple[int, ...] | None = None
+    depths: tuple[int, ...] | None = None
+    expands: tuple[int, ...] | None = None
+
+
+@dataclass
+class ArchPrior:
+    """Per-decision sampling weights (Cream's board-informed sampling); counts by value."""
+
+    counts: dict[str, list[dict[int, float]]] = field(default_factory=dict)
+    mix: float = 0.0
+
+
+def _choose(rng: np.random.Generator, values: tuple[int, ...], prior: ArchPrior | None,
+            key: str, index: int) -> int:
+    if prior is None or prior.mix <= 0.0 or key not in prior.counts:
+        return int(values[rng.integers(len(values))])
+    counts = prior.counts[key][index]
+    weights = np.array([counts.get(v, 0.0) for v in values], dtype=float)
+    uniform = np.full(len(values), 1.0 / len(values))
+    probs = uniform if weights.sum() <= 0 else (
+        (1.0 - prior.mix) * uniform + prior.mix * weights / weights.sum())
+    return int(values[rng.choice(len(values), p=probs)])
+
+
+def sample_arch(space: OFAv2Space, choices: ElasticChoices, rng: np.random.Generator,
+                resolution: int, prior: ArchPrior | None = None) -> dict:
+    """A subnet allowed by ``choices`` (fixed dimensions at their maximum)."""
+    def pick(values: tuple[int, ...] | None, maximum: int, key: str, index: int) -> int:
+        return maximum if values is None else _choose(rng, values, prior, key, index)
+
+    arch: dict = {"resolution": int(resolution)}
+    arch["depths"] = [pick(choices.depths, max(space.depth_choices), "depths", s)
+                      for s in range(NUM_STAGES)]
+    arch["kernels"] = [pick(choices.kernels, max(space.kernel_choices), "kernels", b)
+                       for b in range(NUM_BLOCKS)]
+    arch["expands"] = [pick(choices.expands, max(space.expand_choices), "expands", b)
+                       for b in range(NUM_BLOCKS)]
+    if space.parallel_blocks:
+        if choices.branch_counts is None:
+            arch["branches"] = [7] * NUM_BLOCKS
+        else:
+            masks = tuple(m for m in ALL_BRANCH_MASKS if bin(m).count("1") in choices.branch_counts)
+            arch["branches"] = [_choose(rng, masks, prior, "branches", b) for b in range(NUM_BLOCKS)]
+    if space.early_exits:
+        arch["exit"] = pick(choices.exits, NUM_STAGES, "exit", 0)
+    return space.validate(arch)
+
+
+def extreme_arch(space: OFAv2Space, choices: ElasticChoices, smallest: bool) -> dict:
+    """The smallest (or largest) subnet the current choices allow."""
+    pick = min if smallest else max
+    fixed = ElasticChoices(**{name: None if values is None else (pick(values),)
+                              for name, values in choices.__dict__.items()})
+    resolution = pick(space.resolutions)
+    arch = sample_arch(space, fixed, np.random.default_rng(0), resolution)
+    if space.parallel_blocks and choices.branch_counts is not None:
+        # among the allowed masks, the cheapest (or dearest): fewest branches first, then the
+        # transformation branch < the 1x1 convolution < the MBConv
+        masks = [m for m in ALL_BRANCH_MASKS if bin(m).count("1") in choices.branch_counts]
+        mask = pick(masks, key=lambda m: (bin(m).count("1"), 4 * (m & 1) + (m & 2) + (m & 4) // 4))
+        arch = space.validate(dict(arch, branches=[mask] * len(arch["branches"])))
+    return arch

@@ -10,7 +10,9 @@ and permutes every tensor that touches them, leaving the full network's function
 ``to_static`` copies exactly the active weights into a plain ``layers.MBConv``.
 
 ``ElasticBlock`` sums its active branches (3-bit mask: 1 MBConv, 2 1x1 conv + BN + act,
-4 transformation branch) and adds the identity residual where stride is 1 and widths match.
+4 transformation branch). The identity shortcut belongs to the MBConv branch (OFA's residual
+block): it is added only when the MBConv bit is on and stride is 1 and widths match, so a mask
+without the MBConv bit is the sum of its other branches alone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.space.ofav2 import MBCONV_BIT
 from pipeline.supernet.dynamic_ops import ElasticDepthwiseKernel, batch_norm, make_divisible
 from pipeline.supernet.layers import Block, MBConv, SqueezeExcite, conv_bn_act, sum_branches, transform_branch
 
@@ -187,7 +190,7 @@ class ElasticBlock(nn.Module):
         if parallel:
             self.conv1x1 = conv_bn_act(in_channels, out_channels, 1, stride, act=act)
             self.transform = transform_branch(in_channels, out_channels, stride, act)
-        self.residual = stride == 1 and in_channels == out_channels
+        self.shapes_match = stride == 1 and in_channels == out_channels
         self.set_active(self.mbconv.kernel_choices[-1], self.mbconv.expand_choices[-1], 7 if parallel else 1)
 
     def set_active(self, kernel: int, expand: int, mask: int = 1) -> None:
@@ -195,6 +198,7 @@ class ElasticBlock(nn.Module):
             raise ValueError("a block without parallel branches only has the MBConv branch (mask 1)")
         self.mbconv.set_active(kernel, expand)
         self.active_mask = mask
+        self.residual = self.shapes_match and bool(mask & MBCONV_BIT)
         self._branches = [
             branch for bit, branch in ((1, self.mbconv), (2, self.conv1x1), (4, self.transform)) if mask & bit
         ]

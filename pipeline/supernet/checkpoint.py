@@ -16,7 +16,7 @@ import torch
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import CheckpointError, ConfigError
-from pipeline.space.ofav2 import OFAv2Space
+from pipeline.supernet.builder import build_supernet
 from pipeline.supernet.network import OFAv2Supernet
 
 FORMAT = "ofav2-supernet/1"
@@ -59,8 +59,7 @@ def load_supernet(path: str | Path, map_location: str | torch.device = "cpu") ->
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an OFAv2 supernet checkpoint (format {FORMAT!r} expected)")
     try:
-        space = OFAv2Space(**payload["space"])
-        net = OFAv2Supernet(space, int(payload["num_classes"]), float(payload["dropout"]))
+        net = build_supernet(payload["space"], int(payload["num_classes"]), float(payload["dropout"]))
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

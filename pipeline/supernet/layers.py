@@ -7,11 +7,12 @@ the exit heads and the non-elastic parallel branches.
 - ``conv_bn_act``: convolution, BN and an optional activation as an ``nn.Sequential``.
 - ``SqueezeExcite``: MobileNetV3's SE (mean pool, 1x1 reduce + ReLU, 1x1 expand + h-sigmoid).
 - ``MBConv``: inverted bottleneck (optional 1x1 expand, depthwise, optional SE, 1x1 project + BN).
-- ``Block``: the sum of its branches, plus the identity residual where shapes allow.
-- ``Stage``: blocks in sequence, or with dense skips (see ``run_stage``).
+- ``Block``: the sum of its branches, plus the identity residual when ``residual`` (the elastic
+  block sets it only for an active MBConv branch whose stride is 1 and widths match).
+- ``Stage``: blocks in sequence, or with OFAv2's long-range dense skips (see ``run_stage``).
 - ``ExitHead``: 1x1 conv to 6C + BN + h-swish, pooling, 1x1 conv to 8C + h-swish, dropout, linear.
 - ``StaticSubnet``: stem, first block, stages, and the head of the last stage (or several heads
-  for an all-exit, multi-output network).
+  for an all-exit, multi-output network; ``single_exit`` is its deployed, last-exit network).
 """
 
 from __future__ import annotations
@@ -105,20 +106,34 @@ class Block(nn.Module):
         return sum_branches(self.branches, x, self.residual)
 
 
+def dense_sum(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """OFAv2's dense-skip sum over the stage's block outputs ``y_1 .. y_m`` so far.
+
+    The main path's output ``y_m`` plus the long-range outputs ``y_1 .. y_(m-2)``; the block just
+    before the main path, ``y_(m-1)``, is never added (the authors' ``get_input_tensor``).
+    """
+    total = outputs[-1]
+    for earlier in outputs[: len(outputs) - 2]:
+        total = total + earlier
+    return total
+
+
 def run_stage(blocks: Sequence[nn.Module], x: torch.Tensor, dense: bool) -> torch.Tensor:
-    """Run blocks in sequence; with ``dense``, every block after the first (and the stage output)
-    receives the sum of the outputs of all earlier blocks of the stage. The stage input is
-    excluded (stride and width change there), so block d >= 3 gets y_(d-1) + y_1 + ... + y_(d-2).
+    """Run blocks in sequence; with ``dense``, OFAv2's long-range dense skips.
+
+    With ``y_j`` the output of block j (1-based) and m the main path's block, block j receives
+    ``dense_sum(y_1 .. y_(j-1))`` = y_(j-1) (+ y_1 + ... + y_(j-3) when j >= 4) and the stage
+    output is ``dense_sum(y_1 .. y_D)`` = y_D (+ y_1 + ... + y_(D-2) when D >= 3). The stage input
+    y_0 never enters a sum (stride and width change there).
     """
     if not dense:
         for block in blocks:
             x = block(x)
         return x
-    total = None
+    outputs: list[torch.Tensor] = []
     for block in blocks:
-        y = block(x if total is None else total)
-        total = y if total is None else total + y
-    return total
+        outputs.append(block(dense_sum(outputs) if outputs else x))
+    return dense_sum(outputs)
 
 
 class Stage(nn.Module):
@@ -170,6 +185,20 @@ class StaticSubnet(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.head_stages = tuple(int(s) for s in head_stages)
         self.multi_output = multi_output
+
+    def single_exit(self) -> StaticSubnet:
+        """The network a subnet deploys: its own (last) exit only, sharing this module's weights.
+
+        A multi-output module's other heads are for (joint) training; they do not belong to the
+        chosen subnet, its ONNX graph or its costs.
+        """
+        if not self.multi_output:
+            return self
+        last = len(self.stages) - 1
+        if self.head_stages[-1] != last:
+            raise ValueError("the last head of a multi-output subnet must follow its last stage")
+        single = StaticSubnet(self.stem, self.first_block, list(self.stages), [self.heads[-1]], [last], False)
+        return single.train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         x = self.first_block(self.stem(x))

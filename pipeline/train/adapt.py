@@ -20,7 +20,6 @@ Randomness comes from generators derived from (seed, round, step), so a run is r
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 import uuid
@@ -37,80 +36,77 @@ from pipeline.space.base import Architecture
 from pipeline.supernet.checkpoint import ADAPTATION_ROUND_KEY, adaptation_round, load_supernet, save_supernet
 from pipeline.train.distributed import WorkerInfo, allreduce_mean, average_batchnorm_buffers, broadcast_parameters
 from pipeline.train.evaluation import DataView
-from pipeline.train.loop import endless_batches, make_optimizer
-from pipeline.train.schedule import derive_seed, numpy_generator, torch_generator
+from pipeline.train.loop import endless_batches
+from pipeline.train.optim import make_optimizer
+from pipeline.train.schedule import cosine_lr, derive_seed, numpy_generator, torch_generator
 from pipeline.train.steps import StepContext, train_step
 from pipeline.train.teacher import build_teacher
-
-
-def cosine_lr(step: int, steps: int, base_lr: float) -> float:
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / max(1, steps)))
+from pipeline.train.workers import torch_threads, torch_trainer
 
 
 def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train's entry point on every worker (see the module docstring)."""
+    config = PipelineConfig.model_validate(loop_config["config"])
+    with torch_threads(config.train.threads_per_worker):
+        return _adapt_on_worker(loop_config, config)
+
+
+def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
+    """One worker's adaptation round: train, average BN, rank 0 republishes; the round's metrics."""
     import ray.train
 
-    config = PipelineConfig.model_validate(loop_config["config"])
     adaptation, train = config.search.adaptation, config.train
-    previous_threads = torch.get_num_threads()
-    if train.threads_per_worker:
-        torch.set_num_threads(train.threads_per_worker)
-    try:
-        context = ray.train.get_context()
-        device = ray.train.torch.get_device() if train.use_gpu else torch.device("cpu")
-        info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
-        seed, round_index = config.run.seed, int(loop_config["round"])
-        path = RunDir(loop_config["run_dir"]).supernet
-        net, extra = load_supernet(path, map_location=device)
-        broadcast_parameters(net, info)
-        splits = load_splits_from_config(config.data, seed)
-        archs: list[Architecture] = loop_config["archs"]
-        teacher = None
-        if train.distillation != "none":
-            view = DataView(splits.mean, splits.std, calibration_subset(splits, train.calibration_images, seed),
-                            splits.val_images[:0], splits.val_labels[:0], train.calibration_batch_size, device)
-            teacher = build_teacher(net.state_dict(), net.space, splits.num_classes, view)
-        ctx = StepContext(net, make_optimizer(net, config), train, info, teacher)
-        batch = config.data.batch_size
-        steps_per_epoch = adaptation.steps_per_epoch or max(1, splits.train_images.shape[0] // (batch * info.world_size))
-        steps = adaptation.epochs * steps_per_epoch
-        base_lr = adaptation.lr * (batch * info.world_size / 64.0 if train.lr_scaling == "linear" else 1.0)
-        losses: list[float] = []
-        started = time.perf_counter()
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(derive_seed(seed, 40, round_index, info.rank))
-            batches = endless_batches(splits, batch, info, seed, 43, round_index)
-            for step in range(steps):
-                images_u8, labels = next(batches)
-                rng = numpy_generator(seed, 41, round_index, step)
-                chosen = [archs[int(i)] for i in rng.integers(0, len(archs), adaptation.subnets_per_step)]
-                resolution = int(chosen[0]["resolution"])
-                images = train_transform(images_u8.to(device), splits.mean, splits.std, resolution,
-                                         torch_generator(seed, 42, round_index, step, info.rank))
-                losses.append(train_step(ctx, chosen, images, labels.to(device), cosine_lr(step, steps, base_lr),
-                                         full_phase=False, use_board=False, meta_step=False))
-        average_batchnorm_buffers(net, info)
-        mean_loss = torch.tensor([float(np.mean(losses))], device=device)
-        allreduce_mean([mean_loss], info)
-        if info.is_main:
-            run_dir = Path(loop_config["run_dir"])
-            if not (RunDir(run_dir).supernet_dir / "trained.pt").exists():
-                shutil.copy2(path, RunDir(run_dir).supernet_dir / "trained.pt")
-            save_supernet(path, net, extra={**extra, ADAPTATION_ROUND_KEY: round_index})
-        metrics = {"adaptation_round": round_index, "loss": float(mean_loss.item()), "steps": steps,
-                   "archs": len(archs), "seconds": time.perf_counter() - started}
-        ray.train.report(metrics)
-        return metrics
-    finally:
-        torch.set_num_threads(previous_threads)
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device() if train.use_gpu else torch.device("cpu")
+    info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
+    seed, round_index = config.run.seed, int(loop_config["round"])
+    path = RunDir(loop_config["run_dir"]).supernet
+    net, extra = load_supernet(path, map_location=device)
+    broadcast_parameters(net, info)
+    splits = load_splits_from_config(config.data, seed)
+    archs: list[Architecture] = loop_config["archs"]
+    teacher = None
+    if train.distillation != "none":
+        view = DataView(splits.mean, splits.std, calibration_subset(splits, train.calibration_images, seed),
+                        splits.val_images[:0], splits.val_labels[:0], train.calibration_batch_size, device)
+        teacher = build_teacher(net.state_dict(), net.space, splits.num_classes, view)
+    ctx = StepContext(net, make_optimizer(net, config), train, info, teacher)
+    batch = config.data.batch_size
+    steps_per_epoch = adaptation.steps_per_epoch or max(1, splits.train_images.shape[0] // (batch * info.world_size))
+    steps = adaptation.epochs * steps_per_epoch
+    base_lr = adaptation.lr * (batch * info.world_size / 64.0 if train.lr_scaling == "linear" else 1.0)
+    losses: list[float] = []
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(derive_seed(seed, 40, round_index, info.rank))
+        batches = endless_batches(splits, batch, info, seed, 43, round_index)
+        for step in range(steps):
+            images_u8, labels = next(batches)
+            rng = numpy_generator(seed, 41, round_index, step)
+            chosen = [archs[int(i)] for i in rng.integers(0, len(archs), adaptation.subnets_per_step)]
+            resolution = int(chosen[0]["resolution"])
+            images = train_transform(images_u8.to(device), splits.mean, splits.std, resolution,
+                                     torch_generator(seed, 42, round_index, step, info.rank))
+            losses.append(train_step(ctx, chosen, images, labels.to(device), cosine_lr(step, steps, base_lr),
+                                     full_phase=False, use_board=False, meta_step=False))
+    average_batchnorm_buffers(net, info)
+    mean_loss = torch.tensor([float(np.mean(losses))], device=device)
+    allreduce_mean([mean_loss], info)
+    if info.is_main:
+        run_dir = Path(loop_config["run_dir"])
+        if not (RunDir(run_dir).supernet_dir / "trained.pt").exists():
+            shutil.copy2(path, RunDir(run_dir).supernet_dir / "trained.pt")
+        save_supernet(path, net, extra={**extra, ADAPTATION_ROUND_KEY: round_index})
+    metrics = {"adaptation_round": round_index, "loss": float(mean_loss.item()), "steps": steps,
+               "archs": len(archs), "seconds": time.perf_counter() - started}
+    ray.train.report(metrics)
+    return metrics
 
 
 def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Architecture],
                    log=print) -> dict[str, Any]:
     """Fine-tune and republish the run's supernet on ``archs`` (see the module docstring)."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train import RunConfig
 
     run_dir = Path(run_dir).resolve()
     _, extra = load_supernet(RunDir(run_dir).supernet)
@@ -120,15 +116,9 @@ def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Arch
         f"for {adaptation.epochs} epoch(s)")
     loop_config = {"config": config.model_dump(mode="json"), "run_dir": str(run_dir), "round": round_index,
                    "archs": [dict(a) for a in archs]}
-    trainer = TorchTrainer(
-        adaptation_loop,
-        train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=adaptation.num_workers, use_gpu=train.use_gpu,
-                                     resources_per_worker={"CPU": float(train.threads_per_worker or 1)}),
-        run_config=RunConfig(name=f"{config.run.name}-adapt{round_index}-{uuid.uuid4().hex[:8]}",
-                             storage_path=str(RunDir(run_dir).train_storage)),
-    )
+    trainer = torch_trainer(adaptation_loop, loop_config, train, adaptation.num_workers, RunConfig(
+        name=f"{config.run.name}-adapt{round_index}-{uuid.uuid4().hex[:8]}",
+        storage_path=str(RunDir(run_dir).train_storage)))
     metrics = dict(trainer.fit().metrics or {})
     log(f"[adapt] round {round_index}: loss {metrics.get('loss', float('nan')):.3f}; supernet republished")
     return metrics

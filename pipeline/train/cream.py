@@ -20,11 +20,21 @@ network through rho. No second-order graph is needed.
 
 ``board_prior`` turns the board into per-decision sampling weights so student sampling is really
 weighted towards the board's choices (mixed with uniform by ``sampling_mix``).
+
+``teacher_candidates`` are the board entries that may teach a student: a teacher runs at the
+student's resolution, so an entry whose path is the student's at another resolution is the
+student itself and never teaches it. ``board_record`` / ``cream_answer`` carry the board (best
+path first) through the supernet checkpoint's ``extra``: the best path is Cream's answer ("no
+separate search is needed"), and the search stage evaluates it into the archive (``source=cream``).
+The board and meta-gradient images are a seeded slice of the training split
+(``pipeline.data.hold_out_from_train``), recorded in the same ``extra``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -32,7 +42,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from pipeline.space.base import arch_id
-from pipeline.train.schedule import ArchPrior
+from pipeline.space.ofav2 import ArchPrior
 
 
 @dataclass
@@ -102,6 +112,48 @@ class PrioritizedBoard:
     def load_state_dict(self, state: dict) -> None:
         self.size, self.margin = state["size"], state["margin"]
         self.entries = [BoardEntry(**entry) for entry in state["entries"]]
+
+
+def teacher_candidates(board: PrioritizedBoard, student: dict) -> list[BoardEntry]:
+    """Board entries whose path differs from the student's (compared at the student's resolution)."""
+    resolution = student.get("resolution")
+    key = arch_id(student)
+    return [e for e in board.entries if arch_id(dict(e.arch, resolution=resolution)) != key]
+
+
+CREAM_EXTRA_KEY = "cream"
+
+
+def board_record(board: PrioritizedBoard, held_out_seed: int, held_out_indices: list[int]) -> dict:
+    """Plain values for a checkpoint's ``extra``: the board, best path first, and the held-out slice."""
+    ranked = sorted(board.entries, key=lambda e: (-e.accuracy, e.macs))
+    return {"board": [{"arch": e.arch, "accuracy": float(e.accuracy), "macs_m": float(e.macs)} for e in ranked],
+            "held_out_seed": int(held_out_seed), "held_out_train_indices": list(held_out_indices)}
+
+
+def cream_answer(extra: dict) -> list[dict]:
+    """Cream's answer recorded in a checkpoint's ``extra``: the board's best path ([] without one)."""
+    board = (extra.get(CREAM_EXTRA_KEY) or {}).get("board") or []
+    return [board[0]["arch"]] if board else []
+
+
+def evaluate_cream_answer(evaluator: Any, sink: Any, run_dir: str | Path) -> list[Any]:
+    """Truly evaluate Cream's answer of a Cream-trained run into its archive, labelled ``source=cream``.
+
+    ``evaluator`` is the search's evaluator (``evaluate(archs, source=...)`` writes new rows) and
+    ``sink`` the archive (``upsert(rows, merge=True)``); a path the search had already evaluated
+    keeps its measurements and is relabelled. A run trained without Cream has no answer: ``[]``.
+    """
+    from pipeline.run_dir import RunDir
+    from pipeline.supernet.checkpoint import load_supernet
+
+    _, extra = load_supernet(RunDir(run_dir).supernet)
+    paths = cream_answer(extra)
+    if not paths:
+        return []
+    results = evaluator.evaluate(paths, source="cream")
+    sink.upsert([{"arch_id": r.arch_id, "source": "cream"} for r in results if r.status == "ok"])
+    return results
 
 
 def board_prior(board: PrioritizedBoard, mix: float) -> ArchPrior:

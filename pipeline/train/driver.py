@@ -26,6 +26,7 @@ from pipeline.config import PipelineConfig
 from pipeline.run_dir import RunDir
 from pipeline.runtime import prepare_ray_environment
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
+from pipeline.train.workers import torch_trainer
 
 RUN_FILE = "run.json"
 
@@ -47,8 +48,7 @@ def latest_local_checkpoint(train_root: Path, name: str) -> Path | None:
 def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train the supernet of ``config`` into ``run_dir``; returns the last epoch's metrics."""
     prepare_ray_environment()
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -66,20 +66,12 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) 
         "resume_from": str(resume_from) if resume_from else None,
         "fault_marker": str(train_root / name / "fault_injected"),
     }
-    resources = {"CPU": float(train.threads_per_worker or 1)}
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(
-            name=name,
-            storage_path=str(train_root),
-            failure_config=FailureConfig(max_failures=train.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
-    )
+    trainer = torch_trainer(train_loop_per_worker, loop_config, train, train.num_workers, RunConfig(
+        name=name,
+        storage_path=str(train_root),
+        failure_config=FailureConfig(max_failures=train.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
+    ))
     result = trainer.fit()
     metrics = dict(result.metrics or {})
     metrics["run_name"] = name

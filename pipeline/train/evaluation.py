@@ -1,5 +1,6 @@
 """Per-epoch subnet evaluation and BatchNorm-safe helpers for the training loop.
 
+``count_correct`` is the one top-1 rule (training evaluation, Cream's board, fine-tuning).
 ``evaluate_subnet`` extracts a static copy of a subnet, recalibrates its BatchNorm on a fixed
 calibration subset and measures validation top-1 - the training supernet's own BN statistics are
 never touched. ``frozen_batchnorm_stats`` lets the loop run extra train-mode forwards (Cream's
@@ -57,13 +58,17 @@ def calibrated_copy(net: nn.Module, arch: dict, view: DataView, all_exits: bool 
     return subnet
 
 
+def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
+    """Top-1 hits: rows of ``logits`` whose largest score is on their label."""
+    return int((logits.argmax(dim=1) == labels.to(logits.device)).sum())
+
+
 @torch.no_grad()
 def top1(model: nn.Module, view: DataView, resolution: int) -> float:
     correct = 0
     for images, labels in zip(view.batches(view.val_images, resolution),
                               view.val_labels.split(view.batch_size), strict=True):
-        logits = model(images)
-        correct += int((logits.argmax(dim=1).cpu() == labels).sum())
+        correct += count_correct(model(images), labels)
     return 100.0 * correct / max(1, view.val_labels.shape[0])
 
 

@@ -8,7 +8,9 @@ For each architecture:
    ``max_epochs``, cosine schedule over ``max_epochs``);
 3. retrain from the same extracted weights on train + validation for the best epoch count
    (cosine over that count), then measure test accuracy — the test split is used only here;
-4. export ONNX to ``RUN_DIR/models/<arch_id>.onnx`` and check ONNX Runtime against torch.
+4. export the chosen subnet - its own exit only: the other heads of joint-exit training are not
+   part of it - to ONNX at ``RUN_DIR/models/<arch_id>.onnx``, check ONNX Runtime against torch,
+   and count its costs (so ``params_m``/``macs_m`` equal its archive row's).
 
 ``finetune_architecture`` does one architecture without Ray; ``run_finetune`` runs the trials
 with Ray Tune and writes ``finetuned.parquet``.
@@ -43,7 +45,9 @@ from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
 from pipeline.supernet.export import export_onnx, ort_session
+from pipeline.train.evaluation import count_correct
 from pipeline.train.losses import multi_exit_loss
+from pipeline.train.optim import parameter_groups
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -73,7 +77,7 @@ def evaluate_module(
             y = labels[start:start + batch_size].to(device)
             logits = _as_exit_list(module(x))[-1]
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += count_correct(logits, y)
     count = max(1, len(images))
     return total_loss / count, 100.0 * correct / count
 
@@ -84,10 +88,7 @@ def _train_epochs(
     on_epoch: Callable[[int, float], bool] | None = None,
 ) -> None:
     """Train for up to ``epochs``; ``on_epoch(epoch, train_loss)`` returning True stops early."""
-    decay, no_decay = [], []
-    for name, parameter in module.named_parameters():
-        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = parameter_groups(module, settings.weight_decay)
     if settings.optimizer == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=settings.lr)
     else:
@@ -110,37 +111,25 @@ def _train_epochs(
             return
 
 
-def finetune_architecture(
-    arch: dict[str, Any],
-    supernet_path: str | Path,
-    data: DataConfig,
-    settings: FinetuneConfig,
-    models_dir: str | Path,
-    seed: int = 0,
-    exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
-    report: Reporter | None = None,
-    splits: Splits | None = None,
-) -> dict[str, Any]:
-    """Fine-tune one architecture (two stages), export it to ONNX, and return its row."""
-    started = time.perf_counter()
-    device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
+def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exits: bool,
+                      splits: Splits) -> tuple[SearchSpace, dict[str, Any], nn.Module, bool]:
+    """(space, canonical arch, extracted subnet with BN recalibrated, whether it holds every exit)."""
     supernet, _ = load_supernet(supernet_path)
     space = supernet.space
     arch = space.validate(arch)
-    arch_id = space.arch_id(arch)
+    joint = joint_exits and "exit" in arch
     resolution = int(arch["resolution"])
-    splits = splits or load_splits_from_config(data, seed=seed)
-    joint = settings.joint_exits and "exit" in arch
     initial = supernet.extract(arch, all_exits=joint)
     calibration = [eval_transform(splits.train_images[i:i + 256], splits.mean, splits.std, resolution)
                    for i in range(0, min(len(splits.train_images), 2000), 256)]
     recalibrate_bn(initial, calibration)
-    del supernet
-    _, top1_before = evaluate_module(initial, splits.val_images, splits.val_labels, splits, resolution,
-                                     settings.batch_size, device)
+    return space, arch, initial, joint
 
-    # Stage 1: early stopping on validation loss.
-    module = copy.deepcopy(initial).to(device)
+
+def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings: FinetuneConfig,
+                    exit_weights: Sequence[float], seed: int, device: torch.device,
+                    report: Reporter | None) -> dict[str, float]:
+    """Stage 1: train on the training split, stop when validation loss stalls for ``patience``."""
     best = {"epoch": 0, "val_loss": math.inf}
     stale = [0]
 
@@ -158,6 +147,45 @@ def finetune_architecture(
 
     _train_epochs(module, splits.train_images, splits.train_labels, splits, resolution, settings, exit_weights,
                   settings.max_epochs, seed, device, after_epoch)
+    return best
+
+
+def _export_checked(module: nn.Module, path: Path, resolution: int, batch_size: int, seed: int) -> float:
+    """Export ``module`` to ONNX and return the largest |ONNX Runtime - torch| on a random probe."""
+    export_onnx(module, path, resolution, batch_size=batch_size)
+    probe = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = _as_exit_list(module(probe))[-1].numpy()
+    session = ort_session(path)
+    produced = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[-1]
+    return float(np.abs(produced - expected).max())
+
+
+def finetune_architecture(
+    arch: dict[str, Any],
+    supernet_path: str | Path,
+    data: DataConfig,
+    settings: FinetuneConfig,
+    models_dir: str | Path,
+    seed: int = 0,
+    exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
+    report: Reporter | None = None,
+    splits: Splits | None = None,
+) -> dict[str, Any]:
+    """Fine-tune one architecture (two stages), export it to ONNX, and return its row.
+
+    With joint exits the extra heads only help training: the exported graph, and the costs in the
+    row, are the chosen subnet's own (its exit alone), equal to its archive row's.
+    """
+    started = time.perf_counter()
+    device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
+    splits = splits or load_splits_from_config(data, seed=seed)
+    space, arch, initial, joint = _calibrated_start(supernet_path, arch, settings.joint_exits, splits)
+    arch_id, resolution = space.arch_id(arch), int(arch["resolution"])
+    _, top1_before = evaluate_module(initial, splits.val_images, splits.val_labels, splits, resolution,
+                                     settings.batch_size, device)
+    best = _early_stopping(copy.deepcopy(initial).to(device), splits, resolution, settings, exit_weights, seed,
+                           device, report)
     best_epochs = max(1, int(best["epoch"]))
 
     # Stage 2: retrain on train + validation for the best epoch count, then test.
@@ -170,27 +198,15 @@ def finetune_architecture(
     test_loss, test_top1 = evaluate_module(module, test_images, test_labels, splits, resolution,
                                            settings.batch_size, device)
 
-    module = module.cpu().eval()
+    deployed = module.cpu().eval().single_exit()
     onnx_path = Path(models_dir) / f"{arch_id}.onnx"
-    export_onnx(module, onnx_path, resolution, batch_size=settings.export_batch_size)
-    probe = torch.randn(settings.export_batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        expected = _as_exit_list(module(probe))[-1].numpy()
-    session = ort_session(onnx_path)
-    produced = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[-1]
-    costs = count_costs(module, resolution)
+    onnx_diff = _export_checked(deployed, onnx_path, resolution, settings.export_batch_size, seed)
+    costs = count_costs(deployed, resolution)
     return {
-        "arch_id": arch_id,
-        "top1": test_top1,
-        "test_loss": test_loss,
-        "val_top1": float(best.get("val_top1", math.nan)),
-        "top1_before": top1_before,
-        "best_epochs": best_epochs,
-        "params_m": costs["params_m"],
-        "macs_m": costs["macs_m"],
-        "onnx_path": str(onnx_path),
-        "onnx_max_abs_diff": float(np.abs(produced - expected).max()),
-        "joint_exits": joint,
+        "arch_id": arch_id, "top1": test_top1, "test_loss": test_loss,
+        "val_top1": float(best.get("val_top1", math.nan)), "top1_before": top1_before,
+        "best_epochs": best_epochs, "params_m": costs["params_m"], "macs_m": costs["macs_m"],
+        "onnx_path": str(onnx_path), "onnx_max_abs_diff": onnx_diff, "joint_exits": joint,
         "finetune_s": time.perf_counter() - started,
     }
 

@@ -12,6 +12,11 @@ reports a checkpoint through ``ray.train.report``. It resumes from ``ray.train.g
 (worker failure or a driver restart with the same run name) or from ``resume_from`` (in-process
 mode, where Ray Train does not persist checkpoints).
 
+Cream (``distillation: cream``): a seeded slice of ``train.cream.held_out_images`` training images
+is set aside before training (never the validation split, which the search ranks on) for the
+board's accuracies and the meta-gradient; the published checkpoint's ``extra["cream"]`` records
+the slice (seed, training-split positions) and the board, best path first.
+
 Randomness: data order, resolutions, subnets and augmentation come from generators derived from
 (seed, position). Dropout uses torch's global generator, so each epoch runs inside
 ``torch.random.fork_rng`` seeded from (seed, epoch, rank); the caller's global state is restored
@@ -38,18 +43,20 @@ import torch
 from pipeline.config import PipelineConfig
 from pipeline.data import (
     Splits,
+    TrainingHoldOut,
     calibration_subset,
     choose_resolution,
     eval_transform,
+    hold_out_from_train,
     iterate_batches,
     load_splits_from_config,
     num_batches,
     train_transform,
 )
-from pipeline.space.ofav2 import OFAv2Space
-from pipeline.supernet import OFAv2Supernet
+from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch  # noqa: F401 - extreme_arch re-exported
+from pipeline.supernet.builder import build_space, build_supernet
 from pipeline.supernet.costs import ArchCostCounter
-from pipeline.train.cream import MetaNetwork, PrioritizedBoard, board_prior
+from pipeline.train.cream import CREAM_EXTRA_KEY, MetaNetwork, PrioritizedBoard, board_prior, board_record
 from pipeline.train.distributed import (
     WorkerInfo,
     allreduce_mean,
@@ -58,40 +65,27 @@ from pipeline.train.distributed import (
     broadcast_parameters,
 )
 from pipeline.train.evaluation import DataView, evaluate_subnet
+from pipeline.train.optim import make_optimizer
 from pipeline.train.publish import format_progress, publish_epoch
 from pipeline.train.schedule import (
-    ALL_BRANCH_MASKS,
-    ElasticChoices,
     PartPlan,
     build_plan,
     derive_seed,
     lr_at,
     numpy_generator,
-    sample_arch,
     torch_generator,
 )
 from pipeline.train.state import TrainState, load_state, save_state
 from pipeline.train.steps import CreamState, StepContext, train_step, update_board
 from pipeline.train.teacher import build_teacher
+from pipeline.train.workers import torch_threads
 
 LOCAL_CHECKPOINT_PREFIX = "local_checkpoint_"
 
 
 def make_space(config: PipelineConfig) -> OFAv2Space:
-    options = config.supernet.model_dump()
-    options.pop("dropout")
-    return OFAv2Space(**options)
-
-
-def make_optimizer(net: torch.nn.Module, config: PipelineConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for param in net.parameters():
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    train = config.train
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=0.0, momentum=train.momentum, nesterov=train.nesterov and train.momentum > 0,
-    )
+    """The run's space (``supernet.builder.build_space`` of ``config.supernet``)."""
+    return build_space(config.supernet)
 
 
 def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int, *position: int):
@@ -103,22 +97,6 @@ def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int
                                    generator=torch_generator(seed, *position, cycle), drop_last=True,
                                    rank=info.rank, world_size=info.world_size)
         cycle += 1
-
-
-def extreme_arch(space: OFAv2Space, choices: ElasticChoices, smallest: bool) -> dict:
-    """The smallest (or largest) subnet the current choices allow."""
-    pick = min if smallest else max
-    fixed = ElasticChoices(**{name: None if values is None else (pick(values),)
-                              for name, values in choices.__dict__.items()})
-    resolution = pick(space.resolutions)
-    arch = sample_arch(space, fixed, np.random.default_rng(0), resolution)
-    if space.parallel_blocks and choices.branch_counts is not None:
-        # among the allowed masks, the cheapest (or dearest): fewest branches first, then the
-        # transformation branch < the 1x1 convolution < the MBConv
-        masks = [m for m in ALL_BRANCH_MASKS if bin(m).count("1") in choices.branch_counts]
-        mask = pick(masks, key=lambda m: (bin(m).count("1"), 4 * (m & 1) + (m & 2) + (m & 4) // 4))
-        arch = space.validate(dict(arch, branches=[mask] * len(arch["branches"])))
-    return arch
 
 
 class SupernetTrainer:
@@ -133,10 +111,14 @@ class SupernetTrainer:
         device = ray.train.torch.get_device() if self.train.use_gpu else torch.device("cpu")
         self.info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
         self.splits: Splits = load_splits_from_config(self.config.data, self.seed)
+        self.held_out: TrainingHoldOut | None = None
+        if self.train.distillation == "cream":  # Cream's images: a seeded slice of the training split
+            self.splits, self.held_out = hold_out_from_train(
+                self.splits, self.train.cream.held_out_images, derive_seed(self.seed, 2) % 2**31)
         self.space = make_space(self.config)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 0))
-            self.net = OFAv2Supernet(self.space, self.splits.num_classes, self.config.supernet.dropout)
+            self.net = build_supernet(self.config.supernet, self.splits.num_classes)
         self.net.to(device)
         broadcast_parameters(self.net, self.info)
         batch = self.config.data.batch_size
@@ -178,9 +160,8 @@ class SupernetTrainer:
 
     def _cream_state(self) -> CreamState:
         cfg = self.train.cream
-        count = min(cfg.held_out_images, self.splits.val_images.shape[0])
         resolution = max(self.space.resolutions)
-        held_out = eval_transform(self.splits.val_images[:count].to(self.info.device),
+        held_out = eval_transform(self.held_out.images.to(self.info.device),
                                   self.splits.mean, self.splits.std, resolution)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 1))
@@ -190,7 +171,7 @@ class SupernetTrainer:
         return CreamState(
             board=PrioritizedBoard(cfg.board_size, cfg.accuracy_margin), meta=meta,
             meta_optimizer=torch.optim.Adam(meta.parameters(), lr=cfg.meta_lr),
-            held_out_images=held_out, held_out_labels=self.splits.val_labels[:count].to(self.info.device),
+            held_out_images=held_out, held_out_labels=self.held_out.labels.to(self.info.device),
             stored_images=held_out[: cfg.stored_images], macs=lambda arch: costs(arch)["macs_m"],
         )
 
@@ -335,6 +316,12 @@ class SupernetTrainer:
             scores["top1_best"] = max([scores["top1_max"], scores["top1_min"], *sampled])
         return broadcast_object(scores, self.info)
 
+    def _cream_record(self) -> dict[str, Any]:
+        """The board (best path first) and the held-out slice, for the published checkpoint."""
+        if self.cream is None:
+            return {}
+        return {CREAM_EXTRA_KEY: board_record(self.cream.board, self.held_out.seed, self.held_out.train_indices)}
+
     def skipped_scores(self) -> dict[str, float]:
         keys = ["top1_max", "top1_min", *[f"top1_s{i + 1}" for i in range(self.train.eval_subnets)],
                 "top1_sampled_mean", "top1_best"]
@@ -376,6 +363,7 @@ class SupernetTrainer:
                     "space": self.space.options(), "num_classes": self.splits.num_classes,
                     "phase": part.phase, "part": part.part_index + 1, "epoch": state.global_epoch,
                     "top1_max": scores["top1_max"], "dropout": self.config.supernet.dropout,
+                    **self._cream_record(),
                 })
                 print(format_progress(metrics), flush=True)
             self.checkpoint(metrics)
@@ -384,11 +372,5 @@ class SupernetTrainer:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train's entry point on every worker (see the module docstring)."""
-    threads = loop_config["config"]["train"].get("threads_per_worker")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(loop_config["config"]["train"].get("threads_per_worker")):
         return SupernetTrainer(loop_config).run()
-    finally:
-        torch.set_num_threads(previous)

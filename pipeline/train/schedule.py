@@ -19,19 +19,21 @@ run draws exactly what an uninterrupted run would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError
-from pipeline.space.ofav2 import OFAv2Space
-
-NUM_STAGES = 5
-BLOCKS_PER_STAGE = 4
-NUM_BLOCKS = NUM_STAGES * BLOCKS_PER_STAGE
-ALL_BRANCH_MASKS = tuple(range(1, 8))
+from pipeline.space.ofav2 import (  # noqa: F401 - the sampling helpers' old home re-exports them
+    ALL_BRANCH_MASKS,
+    NUM_STAGES,
+    ArchPrior,
+    ElasticChoices,
+    OFAv2Space,
+    sample_arch,
+)
 
 
 def derive_seed(seed: int, *position: int) -> int:
@@ -46,17 +48,6 @@ def torch_generator(seed: int, *position: int) -> torch.Generator:
 
 def numpy_generator(seed: int, *position: int) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, *position))
-
-
-@dataclass(frozen=True)
-class ElasticChoices:
-    """Allowed values per elastic dimension; ``None`` means fixed at the maximum."""
-
-    kernels: tuple[int, ...] | None = None
-    branch_counts: tuple[int, ...] | None = None
-    exits: tuple[int, ...] | None = None
-    depths: tuple[int, ...] | None = None
-    expands: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,54 +128,13 @@ def build_plan(train: TrainConfig, space: OFAv2Space, steps_per_epoch: int) -> l
     return plan
 
 
+def cosine_lr(step: int, steps: int, base_lr: float) -> float:
+    """Cosine decay from ``base_lr`` at step 0 towards 0 at ``steps``."""
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
 def lr_at(step: int, part: PartPlan, base_lr: float) -> float:
     """Linear warm-up to ``base_lr`` then cosine decay to 0 over the part (step is 0-based)."""
     if step < part.warmup_steps:
         return base_lr * (step + 1) / (part.warmup_steps + 1)
-    span = max(1, part.steps - part.warmup_steps)
-    progress = (step - part.warmup_steps) / span
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * progress))
-
-
-@dataclass
-class ArchPrior:
-    """Per-decision sampling weights (Cream's board-informed sampling); counts by value."""
-
-    counts: dict[str, list[dict[int, float]]] = field(default_factory=dict)
-    mix: float = 0.0
-
-
-def _choose(rng: np.random.Generator, values: tuple[int, ...], prior: ArchPrior | None,
-            key: str, index: int) -> int:
-    if prior is None or prior.mix <= 0.0 or key not in prior.counts:
-        return int(values[rng.integers(len(values))])
-    counts = prior.counts[key][index]
-    weights = np.array([counts.get(v, 0.0) for v in values], dtype=float)
-    uniform = np.full(len(values), 1.0 / len(values))
-    probs = uniform if weights.sum() <= 0 else (
-        (1.0 - prior.mix) * uniform + prior.mix * weights / weights.sum())
-    return int(values[rng.choice(len(values), p=probs)])
-
-
-def sample_arch(space: OFAv2Space, choices: ElasticChoices, rng: np.random.Generator,
-                resolution: int, prior: ArchPrior | None = None) -> dict:
-    """A subnet allowed by ``choices`` (fixed dimensions at their maximum)."""
-    def pick(values: tuple[int, ...] | None, maximum: int, key: str, index: int) -> int:
-        return maximum if values is None else _choose(rng, values, prior, key, index)
-
-    arch: dict = {"resolution": int(resolution)}
-    arch["depths"] = [pick(choices.depths, max(space.depth_choices), "depths", s)
-                      for s in range(NUM_STAGES)]
-    arch["kernels"] = [pick(choices.kernels, max(space.kernel_choices), "kernels", b)
-                       for b in range(NUM_BLOCKS)]
-    arch["expands"] = [pick(choices.expands, max(space.expand_choices), "expands", b)
-                       for b in range(NUM_BLOCKS)]
-    if space.parallel_blocks:
-        if choices.branch_counts is None:
-            arch["branches"] = [7] * NUM_BLOCKS
-        else:
-            masks = tuple(m for m in ALL_BRANCH_MASKS if bin(m).count("1") in choices.branch_counts)
-            arch["branches"] = [_choose(rng, masks, prior, "branches", b) for b in range(NUM_BLOCKS)]
-    if space.early_exits:
-        arch["exit"] = pick(choices.exits, NUM_STAGES, "exit", 0)
-    return space.validate(arch)
+    return cosine_lr(step - part.warmup_steps, part.steps - part.warmup_steps, base_lr)

@@ -6,8 +6,10 @@ Loss per subnet:
 
 - full phase of an early-exit supernet: sum_i w_i CE(z_i, y) over all exits;
 - a fixed/dynamic teacher: CE + kd_weight * soft CE against the teacher's (ENS-KD) target;
-- Cream (board filled, after warm-up): (rho KD + (2 - rho) CE) / 2 with the board path the meta
-  network picks as teacher; the meta network is updated every ``meta_update_interval`` steps;
+- Cream (after warm-up, outside the full phase of an early-exit supernet, whose multi-exit loss
+  stays): (rho KD + (2 - rho) CE) / 2 with the board path the meta network picks as teacher
+  among the paths other than the student's; the meta network is updated every
+  ``meta_update_interval`` steps;
 - otherwise label-smoothed CE.
 """
 
@@ -21,10 +23,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pipeline.config import TrainConfig
-from pipeline.space.base import arch_id
-from pipeline.train.cream import BoardEntry, MetaNetwork, PrioritizedBoard, meta_gradient, select_teacher
+from pipeline.train.cream import (
+    BoardEntry,
+    MetaNetwork,
+    PrioritizedBoard,
+    meta_gradient,
+    select_teacher,
+    teacher_candidates,
+)
 from pipeline.train.distributed import WorkerInfo, allreduce_gradients, allreduce_mean
-from pipeline.train.evaluation import frozen_batchnorm_stats
+from pipeline.train.evaluation import count_correct, frozen_batchnorm_stats
 from pipeline.train.losses import cream_loss, kd_loss, multi_exit_loss
 from pipeline.train.teacher import teacher_target
 
@@ -69,7 +77,7 @@ def _cream_loss(ctx: StepContext, arch: dict, images: torch.Tensor, labels: torc
                 lr: float, meta_step: bool) -> torch.Tensor | None:
     """Cream's student loss for ``arch``; None when no other board path can teach it."""
     cream = ctx.cream
-    candidates = [e for e in cream.board.entries if arch_id(e.arch) != arch_id(arch)]
+    candidates = teacher_candidates(cream.board, arch)
     if not candidates:
         return None
     board = PrioritizedBoard(cream.board.size, cream.board.margin)
@@ -102,14 +110,15 @@ def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels
     target = None
     if ctx.teacher is not None and not full_phase:
         target = teacher_target(ctx.teacher, images, ctx.train.ens_kd, ctx.train.exit_weights)
+    multi_exit = full_phase and getattr(ctx.net.space, "early_exits", False)
     total = 0.0
     for index, arch in enumerate(archs):
         loss = None
-        if use_board and ctx.cream is not None:
+        if use_board and ctx.cream is not None and not multi_exit:
             loss = _cream_loss(ctx, arch, images, labels, lr, meta_step and index == 0)
         ctx.net.set_active(arch)
         if loss is None:
-            if full_phase and getattr(ctx.net.space, "early_exits", False):
+            if multi_exit:
                 loss = multi_exit_loss(ctx.net.forward_exits(images), labels, ctx.train.exit_weights,
                                        ctx.train.label_smoothing)
             else:
@@ -129,7 +138,8 @@ def update_board(ctx: StepContext, archs: list[dict]) -> int:
     entered = 0
     for arch in archs:
         probs = _path_probs(ctx.net, arch, cream.held_out_images)
-        correct = (probs.argmax(dim=1) == cream.held_out_labels).float().mean() * 100.0
+        correct = torch.tensor(100.0 * count_correct(probs, cream.held_out_labels) / probs.shape[0],
+                               device=probs.device)
         stored = _path_probs(ctx.net, arch, cream.stored_images)  # same batch as the student's
         values = torch.cat([correct.reshape(1), stored.reshape(-1)])
         allreduce_mean([values], ctx.info)

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pipeline.space.ofav2 import OFAv2Space
-from pipeline.supernet import OFAv2Supernet
+from pipeline.supernet.builder import build_supernet
 from pipeline.train.evaluation import DataView, calibrated_copy
 from pipeline.train.losses import ens_kd_target
 
@@ -23,7 +23,7 @@ from pipeline.train.losses import ens_kd_target
 def build_teacher(source_state: dict[str, torch.Tensor], space: OFAv2Space, num_classes: int,
                   view: DataView) -> nn.Module:
     """The frozen maximal subnet of ``source_state`` (all exits for early-exit spaces)."""
-    supernet = OFAv2Supernet(space, num_classes, seed=0)  # overwritten by the state; seeded so no global RNG is used
+    supernet = build_supernet(space, num_classes, seed=0)  # overwritten by the state; seeded so no global RNG is used
     supernet.load_state_dict(source_state)
     teacher = calibrated_copy(supernet, space.largest(), view, all_exits=space.early_exits)
     for p in teacher.parameters():
