@@ -357,7 +357,7 @@ class GenerateConfig(Section):
     pessimism: float = Field(2.0, ge=0.0)  # generate mode: rank by GP lower bound mean - pessimism * sd (0: LightGBM)
     accuracy_clip_quantile: float = Field(0.2, ge=0.0, lt=1.0)  # accuracy predictor: targets clipped from below
     rank_by: Literal["ranker", "predicted_top1"] = "ranker"  # generate mode: order of the samples meeting a budget
-    entropy_weight: float = Field(0.1, ge=0.0)
+    entropy_weight: float = Field(0.5, ge=0.0)  # REINFORCE entropy bonus (0.5 keeps the policy diverse)
     verify: bool = True  # search mode: truly evaluate the winners (counts against evals)
     init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)  # share of evals on random architectures
     explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # search mode: share on continuous-budget proposals
