@@ -92,15 +92,15 @@ def _write(frame: pd.DataFrame, out: Path, metadata: dict[str, Any]) -> None:
 
 def run_generate_job(request: GenerateRequest, open_run: OpenRun) -> int:
     """Dispatch to the verb the arguments name; see the module docstring."""
+    if request.from_run and request.evals is not None:
+        raise ConfigError("--evals applies to --space natsbench; --from-run learns from the run's archive "
+                          "and spends no true evaluations")
     config = _config(request)
     settings = _settings(config, request)
     seed = config.run.seed if request.seed is None else request.seed
     if request.generator:
         return _answer(request, open_run, seed)
     if request.from_run:
-        if request.evals is not None:
-            raise ConfigError("--evals applies to --space natsbench; --from-run learns from the run's archive "
-                              "and spends no true evaluations")
         return _fit_run(request, config, settings, seed, open_run)
     if request.space != "natsbench" or not request.table:
         raise ConfigError("give --space natsbench --table PATH, --from-run RUN_DIR, or --generator DIR")
