@@ -365,6 +365,13 @@ class GenerateConfig(Section):
     pool_size: int = Field(2000, ge=10)  # random architectures in R's training pool
     batch_size: int = Field(128, ge=2)  # REINFORCE batch (budgets drawn per step)
 
+    @field_validator("temperatures")
+    @classmethod
+    def _positive_temperatures(cls, values: list[float]) -> list[float]:
+        if any(not value > 0 for value in values):
+            raise ValueError("every sampling temperature must be > 0")
+        return values
+
 
 class PipelineConfig(Section):
     """The whole pipeline's configuration; each stage reads its own section."""
