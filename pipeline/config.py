@@ -340,23 +340,42 @@ class SearchConfig(Section):
 
 
 class GenerateConfig(Section):
-    """PNAG generation. The defaults are the generator's defaults (``jobs/bench_generate.py``)."""
+    """PNAG: fitting the generator and answering budgets. The one source of PNAG's settings: the
+    engine takes this section itself; the defaults are the ones ``jobs/bench_generate.py`` reports.
 
+    ``mode``: ``generate`` (the generator answers each budget with no true evaluation) or
+    ``search`` (the per-budget search: evaluations spent on the requested budgets, best verified
+    architecture within each; ``verify`` applies to it only).
+    """
+
+    mode: Literal["generate", "search"] = "generate"
     budget_metrics: list[str] = Field(["params_m"], min_length=1)  # params_m, macs_m/flops_m, latency_ms@<profile>
     budgets: list[float | list[float]] = []  # one value per budget, or one list per budget for several metrics
-    evals: int = Field(300, ge=6)  # true evaluations in total: training data + verification
+    evals: int = Field(300, ge=6)  # true evaluations in total to fit on (search mode: training + verification)
     hidden_size: int = Field(64, ge=4)
     training_steps: int = Field(200, ge=1)  # REINFORCE steps of the first fit
     round_steps: int = Field(30, ge=0)  # warm-start REINFORCE steps after each evaluated batch
     evaluator_steps: int = Field(500, ge=1)  # ranking-loss steps of R's first fit
     evaluator_round_steps: int = Field(100, ge=0)
-    samples_per_budget: int = Field(128, ge=1)
-    entropy_weight: float = Field(0.1, ge=0.0)
-    verify: bool = True  # truly evaluate the winners (counts against evals)
-    init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)
-    explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    samples_per_budget: int = Field(128, ge=1)  # policy samples per budget and temperature
+    temperatures: list[float] = Field([1.0, 2.0], min_length=1)  # generate mode: sampling temperatures (> 0)
+    pessimism: float = Field(2.0, ge=0.0)  # generate mode: rank by GP lower bound mean - pessimism * sd (0: LightGBM)
+    accuracy_clip_quantile: float = Field(0.2, ge=0.0, lt=1.0)  # accuracy predictor: targets clipped from below
+    rank_by: Literal["ranker", "predicted_top1"] = "ranker"  # generate mode: order of the samples meeting a budget
+    entropy_weight: float = Field(0.5, ge=0.0)  # REINFORCE entropy bonus (0.5 keeps the policy diverse)
+    verify: bool = True  # search mode: truly evaluate the winners (counts against evals)
+    init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)  # share of evals on random architectures
+    explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # search mode: share on continuous-budget proposals
     refit_every: int = Field(3, ge=1)  # evaluated batches between warm refits of R and the generator
     pool_size: int = Field(2000, ge=10)  # random architectures in R's training pool
+    batch_size: int = Field(128, ge=2)  # REINFORCE batch (budgets drawn per step)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _positive_temperatures(cls, values: list[float]) -> list[float]:
+        if any(not value > 0 for value in values):
+            raise ValueError("every sampling temperature must be > 0")
+        return values
 
 
 class PipelineConfig(Section):

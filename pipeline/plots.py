@@ -111,7 +111,7 @@ def plot_generated(run_dir: str | Path) -> Path:
     """Generated architectures: cost and accuracy against the requested budget."""
     run_dir = Path(run_dir)
     frame = results.generated(run_dir).sort_values("budget")
-    metric = frame["budget_metric"].iloc[0] if "budget_metric" in frame else "params_m"
+    metric = str(frame["budget_metric"].iloc[0]).split(",")[0] if "budget_metric" in frame else "params_m"
     figure, (cost_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.8))
     met = frame["meets_budget"].astype(bool)
     if metric in frame:
@@ -122,12 +122,18 @@ def plot_generated(run_dir: str | Path) -> Path:
     cost_axis.set_xlabel(f"budget ({metric})")
     cost_axis.set_ylabel(f"generated {metric}")
     cost_axis.legend(fontsize=8)
-    accuracy = "top1" if "top1" in frame and frame["top1"].notna().any() else "predicted_top1"
-    accuracy_axis.plot(frame["budget"], frame[accuracy], marker="o", label=accuracy)
-    if accuracy != "predicted_top1" and "predicted_top1" in frame:
-        accuracy_axis.plot(frame["budget"], frame["predicted_top1"], marker=".", ls=":", label="predicted_top1")
-    accuracy_axis.set_xlabel(f"budget ({metric})")
-    accuracy_axis.set_ylabel("top-1 (%)")
+    measured = "top1" in frame and frame["top1"].notna().any() and "predicted_top1" in frame
+    if measured:  # the generator's prediction against the true measurement of its answer
+        accuracy_axis.scatter(frame["predicted_top1"], frame["top1"], c=["C0" if m else "red" for m in met])
+        both = frame[["predicted_top1", "top1"]]
+        ends = [float(both.min().min()), float(both.max().max())]
+        accuracy_axis.plot(ends, ends, color="grey", ls="--", lw=0.8, label="measured = predicted")
+        accuracy_axis.set_xlabel("predicted top-1 (%)")
+        accuracy_axis.set_ylabel("measured top-1 (%)")
+    else:
+        accuracy_axis.plot(frame["budget"], frame["predicted_top1"], marker="o", label="predicted_top1")
+        accuracy_axis.set_xlabel(f"budget ({metric})")
+        accuracy_axis.set_ylabel("predicted top-1 (%)")
     accuracy_axis.legend(fontsize=8)
     for axis in (cost_axis, accuracy_axis):
         axis.grid(alpha=0.3)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import BudgetError, ConfigError
+from pipeline.errors import ConfigError
 from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 
@@ -77,16 +77,10 @@ class MeasuredLatencyPredictor:
 
 
 def check_generate_settings(config: PipelineConfig) -> None:
-    """Budget metrics and budgets of the generate stage, checked before any long work starts:
-    a metric must be one the ofav2 run measures; budgets must be positive, one value per metric."""
-    from pipeline.evaluate.objectives import latency_metrics
-    from pipeline.generate.budget import parse_budgets, parse_metrics
-    from pipeline.generate.runs import check_metrics
+    """The generate stage's budget metrics and budgets, before any long work (``pipeline.generate.for_run``)."""
+    from pipeline.generate.for_run import check_generate_settings as check
 
-    metrics = parse_metrics(config.generate.budget_metrics)
-    check_metrics(metrics, ["params_m", "macs_m", *latency_metrics(config)])
-    if config.generate.budgets:
-        parse_budgets(config.generate.budgets, len(metrics))
+    check(config)
 
 
 def check_actor_resources(config: PipelineConfig) -> None:
@@ -158,61 +152,24 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
 
 
 # -------------------------------------------------------------------------------- generate
-def default_budgets(archive: pd.DataFrame, metric: str, count: int = 5) -> list[float]:
-    """Evenly spaced budgets between the cheapest and the costliest evaluated architecture."""
-    values = archive.loc[archive.get("status", "ok") == "ok", metric].dropna()
-    if values.empty:
-        raise BudgetError(f"no evaluated architecture has {metric!r}; cannot derive budgets")
-    low, high = float(values.min()), float(values.max())
-    return [float(v) for v in np.linspace(low + 0.1 * (high - low), high, count)]
-
-
-def generate_for_run(
-    run_dir: Path, budgets: Sequence[float] | np.ndarray | None, settings: Any, seed: int,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """PNAG (``settings``: ``PNAGSettings``) for the ofav2 space of a finished search run.
-
-    It learns from the run's archive and spends no evaluations; one row per budget. Costs are
-    predicted from the archive's measured columns (counting one extracts a subnet, which is slow),
-    while the exact count fixes the budget range and checks every pick, so ``meets_budget`` is exact.
-    """
-    from pipeline.errors import CheckpointError
-    from pipeline.generate.budget import parse_budgets
-    from pipeline.generate.runs import generate_from_archive
-    from pipeline.search.archive_store import load_archive_frame
+def open_run_for_generation(run_dir: Path) -> tuple[Any, Callable[[Architecture], dict[str, float]]]:
+    """The run's ofav2 space and its exact cost (params and MACs counted on the supernet), for PNAG."""
     from pipeline.supernet.checkpoint import load_supernet
     from pipeline.supernet.costs import ArchCostCounter
 
-    archive, metadata = load_archive_frame(run_dir)
     net, _ = load_supernet(RunDir(run_dir).supernet)
-    space = net.space
-    supernet_config = (metadata.get("config") or {}).get("supernet")
-    if supernet_config:
-        options = {k: supernet_config[k] for k in space.options() if k in supernet_config}
-        if type(space)(**(space.options() | options)) != space:
-            raise CheckpointError(f"{run_dir}: the supernet checkpoint's space differs from the archive's config")
-    if budgets is None or len(budgets) == 0:
-        if len(settings.budget_metrics) != 1:
-            raise BudgetError("give budgets explicitly when generating for several budget metrics")
-        budgets = default_budgets(archive, settings.budget_metrics[0])
-    budgets = parse_budgets(budgets if isinstance(budgets, np.ndarray) else list(budgets), len(settings.budget_metrics))
-    frame, _ = generate_from_archive(space, archive, budgets, settings, seed,
-                                     run_id=str(metadata.get("run_id", "generate")),
-                                     check_cost_fn=ArchCostCounter(net))
-    return frame, {"from_run": str(run_dir), "seed": seed, "config": metadata.get("config", {})}
+    return net.space, ArchCostCounter(net)
 
 
 def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """PNAG from the search archive; writes ``generated.parquet``."""
-    from pipeline.generate.runs import settings_from_config
-    from pipeline.schema import write_parquet_atomic
+    """PNAG fitted on the archive (``RUN_DIR/generator/``), its answers measured on the actors."""
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.generate.for_run import generate_stage
 
-    settings = settings_from_config(config.generate.model_dump())
-    frame, metadata = generate_for_run(run_dir, config.generate.budgets or None, settings, config.run.seed)
-    write_parquet_atomic(frame, RunDir(run_dir).generated, metadata)
-    met = int(frame["meets_budget"].sum()) if "meets_budget" in frame else 0
-    _print(f"generate: {len(frame)} budgets, {met} met")
-    return {"budgets": len(frame), "met": met}
+    space, exact_costs = open_run_for_generation(run_dir)
+    check_actor_resources(config)
+    with OFAv2ActorEvaluator(config, run_dir, run_id=config.run.name) as evaluator:
+        return generate_stage(config, run_dir, space, exact_costs, evaluator, log=_print)
 
 
 # -------------------------------------------------------------------------------- finetune

@@ -40,9 +40,10 @@ def run_in_process(capsys, *args: str) -> tuple[int, str]:
 
 
 def test_generate_writes_the_documented_columns_within_the_evaluation_budget(tmp_path, bench_table_path):
+    """The per-budget search mode (verified answers); the default generate mode is in test_pnag_generator.py."""
     out = tmp_path / "gen"
     done = run("--space", "natsbench", "--table", str(bench_table_path), "--evals", "30", "--budgets", "0.2,0.6",
-               "--budget-metric", "params_m", "--seed", "1", "--out", str(out), *FAST)
+               "--budget-metric", "params_m", "--seed", "1", "--out", str(out), "--mode", "search", *FAST)
     assert done.returncode == 0, done.stderr
     frame = read_parquet(out / "generated.parquet")
     assert all(c in frame.columns for c in COLUMNS)
@@ -52,6 +53,7 @@ def test_generate_writes_the_documented_columns_within_the_evaluation_budget(tmp
     assert frame["top1"].notna().all()  # verified: true accuracy
     assert (frame["evaluations"] <= 30).all()
     assert read_metadata(out / "generated.parquet")["evaluations"] <= 30
+    assert (frame["mode"] == "search").all()
 
 
 @pytest.mark.parametrize(

@@ -24,35 +24,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.config import GenerateConfig
 from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import EvaluationResult
 from pipeline.generate.budget import BudgetScale, over_budget_excess
 from pipeline.generate.policy import ArchGenerator, ReinforceTrainer
-from pipeline.generate.predictors import AccuracyPredictor, CostOracle, ExactCostFn, GeneFeatures
+from pipeline.generate.predictors import AccuracyPredictor, ConfidenceBound, CostOracle, ExactCostFn, GeneFeatures
 from pipeline.generate.ranker import ParetoRanker
 from pipeline.schema import result_row
 from pipeline.space.base import Architecture, SearchSpace
 
-
-@dataclass(frozen=True)
-class PNAGSettings:
-    """Knobs of PNAG; the defaults are the ones ``jobs/bench_generate.py`` reports."""
-
-    budget_metrics: tuple[str, ...] = ("params_m",)
-    evals: int = 300  # true evaluations in total: training data + verification
-    hidden_size: int = 64  # LSTM hidden size (the reference's)
-    training_steps: int = 200  # REINFORCE steps of the first fit
-    round_steps: int = 30  # warm-start REINFORCE steps after each batch of evaluations
-    evaluator_steps: int = 500  # ranking-loss steps of R's first fit
-    evaluator_round_steps: int = 100
-    samples_per_budget: int = 128
-    entropy_weight: float = 0.1
-    verify: bool = True
-    init_fraction: float = 1 / 3  # share of evals on random architectures (plus smallest/largest)
-    explore_fraction: float = 0.1  # share on generator proposals for continuous random budgets
-    pool_size: int = 2000  # random architectures in R's training pool
-    refit_every: int = 3  # evaluated batches between warm refits of R and the generator (predictors: every batch)
-    batch_size: int = 128
+PNAGSettings = GenerateConfig
+"""PNAG's knobs are the validated ``generate`` config section itself (one source of truth)."""
 
 
 @dataclass
@@ -78,7 +61,7 @@ class Candidates:
 class PNAG:
     """State and models of one PNAG run on ``space`` (deterministic given ``seed``)."""
 
-    def __init__(self, space: SearchSpace, settings: PNAGSettings, seed: int,
+    def __init__(self, space: SearchSpace, settings: GenerateConfig, seed: int,
                  exact_cost_fn: ExactCostFn | None = None, exact_names: Sequence[str] = (),
                  check_cost_fn: ExactCostFn | None = None):
         """``exact_cost_fn`` must be cheap (it is called on every sample); ``check_cost_fn`` is an
@@ -86,12 +69,15 @@ class PNAG:
         self.space = space
         self.check_cost_fn = check_cost_fn
         self.settings = settings
+        self.metrics: tuple[str, ...] = tuple(settings.budget_metrics)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.features = GeneFeatures(space)
-        self.cost = CostOracle(space, settings.budget_metrics, exact_cost_fn, exact_names, seed)
+        self.cost = CostOracle(space, self.metrics, exact_cost_fn, exact_names, seed)
         self.known: dict[bytes, KnownArch] = {}
-        self.predictor = AccuracyPredictor(seed)
+        self.predictor = AccuracyPredictor(seed, clip_quantile=settings.accuracy_clip_quantile)
+        self.pessimism = 0.0  # > 0: unmeasured accuracies are the lower bound mean - pessimism * sd
+        self.bound: ConfidenceBound | None = None
         self.scale: BudgetScale | None = None
         self.ranker: ParetoRanker | None = None
         self.trainer: ReinforceTrainer | None = None
@@ -141,12 +127,15 @@ class PNAG:
         ends = [self.space.smallest(), self.space.largest()]
         genes = np.stack([self.space.encode(a) for a in ends])
         costs = np.stack([self.checked_costs(a, g) for a, g in zip(ends, genes)])
-        return BudgetScale(self.settings.budget_metrics, costs[0], costs[1])
+        return BudgetScale(self.metrics, costs[0], costs[1])
 
     def accuracy_of(self, genes: np.ndarray) -> np.ndarray:
-        """True top1 where known, else the predictor's estimate."""
+        """True top1 where known, else the predictor's estimate (its lower bound when pessimistic)."""
         genes = np.asarray(genes, dtype=np.int64)
-        values = self.predictor.predict(self.features(genes))
+        if self.pessimism > 0 and self.bound is not None:
+            values = self.bound.lower(self.features(genes), self.pessimism)
+        else:
+            values = self.predictor.predict(self.features(genes))
         for i, row in enumerate(genes):
             known = self.known.get(row.tobytes())
             if known is not None:
@@ -169,7 +158,7 @@ class PNAG:
     def checkable_metrics(self) -> tuple[str, ...]:
         """Budget metrics known without fitted cost models: exact ones and those ``check_cost_fn`` gives."""
         checked = set(self.check_cost_fn(self.space.smallest())) if self.check_cost_fn is not None else set()
-        return tuple(m for m in self.settings.budget_metrics if m in self.cost.exact or m in checked)
+        return tuple(m for m in self.metrics if m in self.cost.exact or m in checked)
 
     def checked_costs(self, arch: Architecture, genes: np.ndarray) -> np.ndarray:
         """One architecture's costs per budget metric, from ``check_cost_fn`` for the metrics it offers
@@ -178,7 +167,7 @@ class PNAG:
         if self.check_cost_fn is None:
             return costs
         exact = self.check_cost_fn(arch)
-        return np.array([float(exact.get(m, c)) for m, c in zip(self.settings.budget_metrics, costs)])
+        return np.array([float(exact.get(m, c)) for m, c in zip(self.metrics, costs)])
 
     def ranker_inputs(self, genes: np.ndarray, archs: Sequence[Architecture]) -> np.ndarray:
         """R's architecture encoding: one-hot genes, normalised cost per metric, standardised accuracy.
@@ -203,12 +192,15 @@ class PNAG:
         archs, canon = self._canonicalise(genes)
         return self.ranker.score(self.ranker_inputs(canon, archs), budget_norm)  # type: ignore[union-attr]
 
-    def refit(self, first: bool = False, models: bool = True) -> None:
-        """Fit predictors, then (``models``) R and the generator, from scratch when ``first``, else warm."""
+    def refit(self, first: bool = False, models: bool = True, full_steps: bool = False) -> None:
+        """Fit predictors, then (``models``) R and the generator, from scratch when ``first``, else warm
+        (with the first fit's step counts when ``full_steps``)."""
         if len(self.known) < 5:
             raise BudgetError(f"PNAG needs at least 5 evaluated architectures to learn from, got {len(self.known)}")
         genes, top1 = self._known_arrays()
         self.predictor.fit(self.features(genes), top1)
+        if self.pessimism > 0:
+            self.bound = ConfidenceBound(self.seed).fit(self.features(genes), top1)
         self._input_cache.clear()
         self._acc_center = float(np.median(top1))
         self._acc_scale = float(max(np.quantile(top1, 0.9) - np.quantile(top1, 0.5), 1e-6))
@@ -233,10 +225,10 @@ class PNAG:
         _, unique = np.unique(pool_genes, axis=0, return_index=True)
         pool_genes = pool_genes[np.sort(unique)]
         pool_archs = [pool_archs[i] for i in np.sort(unique)]
-        steps = self.settings.evaluator_steps if first else self.settings.evaluator_round_steps
+        steps = self.settings.evaluator_steps if first or full_steps else self.settings.evaluator_round_steps
         self.ranker.train(self.ranker_inputs(pool_genes, pool_archs), self.accuracy_of(pool_genes),  # type: ignore[union-attr]
                           self.costs_of(pool_genes, pool_archs), steps)
-        steps = self.settings.training_steps if first else self.settings.round_steps
+        steps = self.settings.training_steps if first or full_steps else self.settings.round_steps
         self.trainer.train(self._reward, steps, self.settings.batch_size)  # type: ignore[union-attr]
 
     # -- generation ---------------------------------------------------------------------------
@@ -308,7 +300,7 @@ class PNAG:
 
     def _best_known_within(self, budget: np.ndarray) -> KnownArch | None:
         """The most accurate truly evaluated architecture whose measured costs meet ``budget``."""
-        metrics = self.settings.budget_metrics
+        metrics = self.metrics
         within = [k for k in self.known.values()
                   if all(m in k.metrics and k.metrics[m] <= b for m, b in zip(metrics, budget))]
         return max(within, key=lambda k: k.top1, default=None)
@@ -316,7 +308,7 @@ class PNAG:
     def generated_rows(self, budgets: np.ndarray, *, run_id: str, verified_only: bool) -> pd.DataFrame:
         """One ``generated.parquet`` row per budget (``top1`` is the true accuracy when known)."""
         rows = []
-        metrics = self.settings.budget_metrics
+        metrics = self.metrics
         for budget in np.asarray(budgets, dtype=float).reshape(-1, len(metrics)):
             arch, predicted, meets, note = self.pick(budget, verified_only)
             genes = self.space.encode(arch)

@@ -5,6 +5,8 @@
   to truly evaluated architectures. Targets are clipped from below at a low quantile, so a few
   broken architectures (e.g. 10 % accuracy) do not dominate the fit of the good region; the
   ensemble's mean is the prediction. Architectures with a known true accuracy keep it.
+- ``ConfidenceBound``: a Gaussian process giving a lower confidence bound on accuracy, which the
+  fitted generator ranks by (``generate.pessimism``) so it trusts what was measured.
 - ``CostOracle``: exact costs where the caller provides them (an evaluator's ``cheap_metrics``
   or the supernet's ``arch_costs``), otherwise a ridge regressor on log cost (one-hot genes)
   fitted to the measured rows. Exact costs are cached per architecture.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -65,6 +68,38 @@ class AccuracyPredictor:
         if not self._models:
             raise RuntimeError("AccuracyPredictor.predict called before fit")
         return np.mean([m.predict(features) for m in self._models], axis=0)
+
+
+class ConfidenceBound:
+    """A Gaussian process on one-hot genes (Matern 5/2 plus noise, normalised targets): its mean
+    and a lower confidence bound ``mean - kappa * sd``. Near measured architectures the bound is
+    tight; far from them it is low, so ranking by it prefers what the data supports. The mean is
+    capped at the best measured accuracy (a GP on one-hot genes can extrapolate far above it)."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._model: Any = None
+        self._ceiling = np.inf
+
+    def fit(self, features: np.ndarray, accuracy: np.ndarray) -> ConfidenceBound:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        kernel = ConstantKernel(1.0) * Matern(length_scale=3.0, nu=2.5) + WhiteKernel(0.1)
+        self._model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=self.seed)
+        self._model.fit(features, np.asarray(accuracy, dtype=float))
+        self._ceiling = float(np.max(accuracy))
+        return self
+
+    def mean_and_sd(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._model is None:
+            raise RuntimeError("ConfidenceBound used before fit")
+        mean, sd = self._model.predict(features, return_std=True)
+        return np.minimum(np.asarray(mean, dtype=float), self._ceiling), np.asarray(sd, dtype=float)
+
+    def lower(self, features: np.ndarray, kappa: float) -> np.ndarray:
+        mean, sd = self.mean_and_sd(features)
+        return mean - kappa * sd
 
 
 ExactCostFn = Callable[[Architecture], dict[str, float]]
