@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from pipeline.evaluate.ofav2_evaluator import open_run_for_generation
     from pipeline.generate.job import GenerateRequest, run_generate_job
-    from pipeline.stages import open_run_for_generation
 
     torch.set_num_threads(1)  # small networks: one thread is fastest and leaves the cores to Ray
     fields = GenerateRequest.__dataclass_fields__

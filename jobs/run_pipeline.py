@@ -22,8 +22,9 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 def main() -> int:
     from pipeline.config import load_config
     from pipeline.evaluate.objectives import ofav2_objectives
+    from pipeline.generate.for_run import check_generate_settings
     from pipeline.run_dir import check_run_dir, default_run_dir, open_run_dir
-    from pipeline.stages import STAGES, check_generate_settings, check_stages, run_pipeline
+    from pipeline.stages import STAGES, check_stages, run_pipeline
 
     parser = job_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")

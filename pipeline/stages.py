@@ -13,9 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
 from pipeline.run_dir import RunDir
@@ -37,137 +34,55 @@ def run_train_stage(config: PipelineConfig, run_dir: Path, resume: bool = False)
 
 
 # ---------------------------------------------------------------------------------- search
-class ArchiveActorSink:
-    """The search engine's archive sink over the named archive actor."""
-
-    def __init__(self, handle: Any):
-        self.handle = handle
-
-    def upsert(self, rows: Sequence[dict[str, Any]]) -> int:
-        import ray
-
-        return ray.get(self.handle.upsert.remote(list(rows), merge=True))
-
-    def write_front(self, iteration: int) -> str:
-        import ray
-
-        return ray.get(self.handle.write_front.remote(iteration))
-
-    def frame(self) -> pd.DataFrame:
-        import ray
-
-        return ray.get(self.handle.frame.remote())
-
-
-class MeasuredLatencyPredictor:
-    """A latency predictor for one profile, refitted whenever the evaluator has measured more."""
-
-    def __init__(self, evaluator: Any, profile: str):
-        self.evaluator, self.profile = evaluator, profile
-        self._fitted: Any = None
-        self._fitted_on = -1
-
-    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
-        measured = self.evaluator.evaluations
-        if self._fitted is None or measured != self._fitted_on:
-            self._fitted = self.evaluator.latency_predictor(self.profile)
-            self._fitted_on = measured
-        features = [self.evaluator.cheap_metrics(arch) for arch in archs]  # cached per arch_id
-        return np.asarray(self._fitted.predict(list(archs), features), dtype=float)
-
-
-def check_generate_settings(config: PipelineConfig) -> None:
-    """The generate stage's budget metrics and budgets, before any long work (``pipeline.generate.for_run``)."""
-    from pipeline.generate.for_run import check_generate_settings as check
-
-    check(config)
-
-
-def check_actor_resources(config: PipelineConfig) -> None:
-    """Refuse a local Ray too small for the evaluator and latency pools (they would wait forever).
-
-    Attached to a cluster (``RAY_ADDRESS`` set), an autoscaler may still add nodes, so only a
-    warning is printed.
-    """
-    import os
-
-    import ray
-
-    settings = config.evaluate
-    needed = settings.num_evaluators * settings.evaluator_num_cpus + sum(
-        profile.num_actors * profile.num_cpus for profile in settings.profiles
-    )
-    available = float(ray.cluster_resources().get("CPU", 0.0))
-    if needed <= available + 1e-9:
-        return
-    message = (
-        f"the evaluator and latency pools need {needed:g} CPUs but Ray has {available:g}; lower "
-        "evaluate.num_evaluators, evaluate.evaluator_num_cpus or the profiles' num_cpus, or raise ray.num_cpus"
-    )
-    if os.environ.get("RAY_ADDRESS"):
-        _print(f"warning: {message} (waiting for the autoscaler)")
-        return
-    raise ConfigError(message)
-
-
 def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """NATv2 on the trained supernet, through evaluator/latency actors and the archive actor."""
+    from pipeline.evaluate.actors import check_actor_resources
     from pipeline.evaluate.objectives import ofav2_objectives
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
-    from pipeline.search.archive import start_archive
+    from pipeline.search.archive import ArchiveActorSink, start_archive
     from pipeline.search.driver import run_search
     from pipeline.search.natv2 import NATv2Settings
+    from pipeline.train.cream import evaluate_cream_answer
 
     if config.search.space != "ofav2":
         raise ConfigError("the pipeline searches the ofav2 supernet; set search.space: ofav2 "
                           "(use jobs/search.py --space natsbench for the benchmark table)")
     objectives = ofav2_objectives(config)
-    check_actor_resources(config)
+    check_actor_resources(config.evaluate)
     settings = NATv2Settings.from_mapping(config.search.model_dump())
     metadata = config.model_dump(mode="json")
     handle = start_archive(run_dir, config.run.name, "ofav2", objectives, config=metadata,
                            name=f"archive-{config.run.name}")
+    sink = ArchiveActorSink(handle)
     with OFAv2ActorEvaluator(config, run_dir, archive=handle) as evaluator:
-        predictors = {
-            o.name: MeasuredLatencyPredictor(evaluator, o.name.split("@", 1)[1])
-            for o in objectives if o.name.startswith("latency_ms@")
-        }
-        adapt = None
-        if config.search.adaptation.enabled:
-            from pipeline.train.adapt import adapt_supernet
-
-            def adapt(archs: list[Architecture]) -> None:
-                adapt_supernet(config, run_dir, archs, log=_print)
-
         result = run_search(
             evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
-            resume=resume, metadata=metadata, sink=ArchiveActorSink(handle),
-            latency_predictors=predictors or None, adapt=adapt, log=_print,
+            resume=resume, metadata=metadata, sink=sink, latency_predictors=evaluator.latency_predictors(objectives),
+            adapt=_adaptation(config, run_dir), log=_print,
         )
-        from pipeline.train.cream import evaluate_cream_answer
-
-        evaluate_cream_answer(evaluator, ArchiveActorSink(handle), run_dir)  # a Cream-trained run's answer
+        evaluate_cream_answer(evaluator, sink, run_dir)  # a Cream-trained run's answer
     last = result.history[-1] if result.history else {}
     return {"evaluations": result.evaluations, "hypervolume": last.get("hypervolume")}
 
 
+def _adaptation(config: PipelineConfig, run_dir: Path) -> Callable[[list[Architecture]], None] | None:
+    """The search's adaptation callback (fine-tune the supernet on the current front), if enabled."""
+    if not config.search.adaptation.enabled:
+        return None
+    from pipeline.train.adapt import adapt_supernet
+
+    return lambda archs: adapt_supernet(config, run_dir, archs, log=_print)
+
+
 # -------------------------------------------------------------------------------- generate
-def open_run_for_generation(run_dir: Path) -> tuple[Any, Callable[[Architecture], dict[str, float]]]:
-    """The run's ofav2 space and its exact cost (params and MACs counted on the supernet), for PNAG."""
-    from pipeline.supernet.checkpoint import load_supernet
-    from pipeline.supernet.costs import ArchCostCounter
-
-    net, _ = load_supernet(RunDir(run_dir).supernet)
-    return net.space, ArchCostCounter(net)
-
-
 def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """PNAG fitted on the archive (``RUN_DIR/generator/``), its answers measured on the actors."""
-    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.evaluate.actors import check_actor_resources
+    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator, open_run_for_generation
     from pipeline.generate.for_run import generate_stage
 
     space, exact_costs = open_run_for_generation(run_dir)
-    check_actor_resources(config)
+    check_actor_resources(config.evaluate)
     with OFAv2ActorEvaluator(config, run_dir, run_id=config.run.name) as evaluator:
         return generate_stage(config, run_dir, space, exact_costs, evaluator, log=_print)
 
@@ -176,20 +91,11 @@ def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
 def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = False,
                        archs: Sequence[Architecture] | None = None) -> dict[str, Any]:
     """Ray Tune trials fine-tuning the chosen subnets; ONNX to ``models/``, ``finetuned.parquet``."""
-    from pipeline.supernet.checkpoint import load_supernet
-    from pipeline.train.choices import finetune_choices
-    from pipeline.train.finetune import run_finetune
+    from pipeline.train.finetune import finetune_run
 
-    net, _ = load_supernet(RunDir(run_dir).supernet)
-    space = net.space
-    chosen = [space.validate(a) for a in archs] if archs else finetune_choices(config.finetune, run_dir, space)
-    frame = run_finetune(
-        chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
-        settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
-        metadata={"config": config.model_dump(mode="json")}, resume=resume,
-    )
+    frame = finetune_run(config, run_dir, resume=resume, archs=archs)
     ok = frame[frame["status"] == "ok"]
-    _print(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {run_dir / 'models'}")
+    _print(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {RunDir(run_dir).models_dir}")
     return {"finetuned": len(ok), "failed": int((frame["status"] != "ok").sum())}
 
 

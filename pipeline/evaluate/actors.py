@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pipeline.config import DataConfig, EvaluateConfig, HardwareProfile
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, ConfigError
 from pipeline.evaluate.dispatch import WorkerPool
 from pipeline.evaluate.latency import measure_onnx
 from pipeline.evaluate.profiles import actor_options
@@ -206,3 +206,29 @@ def latency_pool(
         profile.name, lambda: remote.remote(*args), profile.num_actors,
         timeout_s=settings.candidate_timeout_s, max_retries=settings.max_retries,
     )
+
+
+def check_actor_resources(settings: EvaluateConfig) -> None:
+    """Refuse a local Ray too small for the evaluator and latency pools (they would wait forever).
+
+    Attached to a cluster (``RAY_ADDRESS`` set), an autoscaler may still add nodes, so only a
+    warning is printed.
+    """
+    import os
+
+    import ray
+
+    needed = settings.num_evaluators * settings.evaluator_num_cpus + sum(
+        profile.num_actors * profile.num_cpus for profile in settings.profiles
+    )
+    available = float(ray.cluster_resources().get("CPU", 0.0))
+    if needed <= available + 1e-9:
+        return
+    message = (
+        f"the evaluator and latency pools need {needed:g} CPUs but Ray has {available:g}; lower "
+        "evaluate.num_evaluators, evaluate.evaluator_num_cpus or the profiles' num_cpus, or raise ray.num_cpus"
+    )
+    if os.environ.get("RAY_ADDRESS"):
+        print(f"warning: {message} (waiting for the autoscaler)", flush=True)
+        return
+    raise ConfigError(message)

@@ -166,8 +166,6 @@ class Dispatcher:
         on_outcomes: Callable[[list[Outcome]], None] | None = None,
     ) -> dict[str, Outcome]:
         """Run every item; returns ``{key: Outcome}`` in the order the items were given."""
-        import ray
-
         items = list(items)
         keys = [item.key for item in items]
         if len(set(keys)) != len(keys):
@@ -175,92 +173,121 @@ class Dispatcher:
         for item in items:
             if item.pool not in self.pools:
                 raise ValueError(f"work item {item.key!r} names unknown pool {item.pool!r}")
-        queues: dict[str, deque[tuple[WorkItem, int]]] = {name: deque() for name in self.pools}
-        for item in items:
-            queues[item.pool].append((item, 1))
-        slots = {name: [_Slot() for _ in pool.actors] for name, pool in self.pools.items()}
-        flights: dict[Any, _Flight] = {}
-        outcomes: dict[str, Outcome] = {}
-        fresh: list[Outcome] = []
-
-        def finish(outcome: Outcome) -> None:
-            outcomes[outcome.key] = outcome
-            fresh.append(outcome)
-            self.stats.completed += 1
-            self.stats.failed += outcome.status == "failed"
-
-        def lose_actor(pool_name: str, index: int, penalise: bool) -> None:
-            """Requeue (or fail) everything actor ``index`` held, then replace it."""
-            pool = self.pools[pool_name]
-            slot = slots[pool_name][index]
-            held = [flights.pop(ref) for ref in slot.refs if ref in flights]
-            slot.refs.clear()
-            for flight in held:
-                attempt = flight.attempt + 1 if penalise else flight.attempt
-                if attempt > 1 + pool.max_retries:
-                    finish(Outcome(flight.item.key, pool_name, "failed",
-                                   error=f"ActorDiedError: the actor died {flight.attempt} times while holding it",
-                                   attempts=flight.attempt, seconds=time.monotonic() - flight.submitted_at))
-                else:
-                    self.stats.resubmitted += 1
-                    queues[pool_name].appendleft((flight.item, attempt))
-            pool.replace(index)
-            self.stats.actors_replaced += 1
-
-        while any(queues.values()) or flights:
-            now = time.monotonic()
-            for name, pool in self.pools.items():
-                queue = queues[name]
-                for index, slot in enumerate(slots[name]):
-                    while queue and len(slot.refs) < pool.max_in_flight:
-                        item, attempt = queue.popleft()
-                        ref = pool.submit(index, item.payload)
-                        if not slot.refs:
-                            slot.head_since = now
-                        slot.refs.append(ref)
-                        flights[ref] = _Flight(item, name, index, attempt, now)
-                        self.stats.submitted += 1
-            deadline = min(
-                (slot.head_since + self.pools[name].timeout_s
-                 for name, pool_slots in slots.items() for slot in pool_slots if slot.refs),
-                default=now + self.poll_s,
-            )
-            wait_s = max(0.0, min(self.poll_s, deadline - now))
-            pending = list(flights)
-            ready, _ = ray.wait(pending, num_returns=1, timeout=wait_s)
-            if ready:
-                ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
-            for ref in ready:
-                flight = flights.get(ref)
-                if flight is None:  # its actor was replaced earlier in this round
-                    continue
-                slot = slots[flight.pool][flight.index]
-                try:
-                    value = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # the call itself raised
-                    outcome = Outcome(flight.item.key, flight.pool, "failed", error=_describe(exc),
-                                      attempts=flight.attempt)
-                except ray.exceptions.RayError:  # actor died, worker crashed, killed for memory...
-                    lose_actor(flight.pool, flight.index, penalise=True)
-                    continue
-                else:
-                    outcome = Outcome(flight.item.key, flight.pool, "ok", value=value, attempts=flight.attempt)
-                flights.pop(ref)
-                slot.refs.remove(ref)
-                slot.head_since = time.monotonic()
-                outcome.seconds = slot.head_since - flight.submitted_at
-                finish(outcome)
-            now = time.monotonic()
-            for name, pool in self.pools.items():
-                for index, slot in enumerate(slots[name]):
-                    if slot.refs and now - slot.head_since > pool.timeout_s:
-                        head = flights.pop(slot.refs.popleft())
-                        self.stats.timeouts += 1
-                        finish(Outcome(head.item.key, name, "failed",
-                                       error=f"TimeoutError: no result after {pool.timeout_s:g} s",
-                                       attempts=head.attempt, seconds=now - head.submitted_at))
-                        lose_actor(name, index, penalise=False)
+        books = _RunBooks(self.pools, self.stats, items)
+        while books.busy():
+            books.fill()
+            books.collect(self.poll_s)
+            books.expire()
+            fresh = books.take_fresh()
             if fresh and on_outcomes is not None:
-                on_outcomes(list(fresh))
-            fresh.clear()
-        return {key: outcomes[key] for key in keys}
+                on_outcomes(fresh)
+        return {key: books.outcomes[key] for key in keys}
+
+
+class _RunBooks:
+    """The books of one ``Dispatcher.run``: queues, actor slots, calls in flight and outcomes."""
+
+    def __init__(self, pools: dict[str, WorkerPool], stats: DispatchStats, items: Sequence[WorkItem]) -> None:
+        self.pools = pools
+        self.stats = stats
+        self.queues: dict[str, deque[tuple[WorkItem, int]]] = {name: deque() for name in pools}
+        for item in items:
+            self.queues[item.pool].append((item, 1))
+        self.slots = {name: [_Slot() for _ in pool.actors] for name, pool in pools.items()}
+        self.flights: dict[Any, _Flight] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.fresh: list[Outcome] = []
+
+    def busy(self) -> bool:
+        return any(self.queues.values()) or bool(self.flights)
+
+    def take_fresh(self) -> list[Outcome]:
+        fresh, self.fresh = self.fresh, []
+        return fresh
+
+    def finish(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.key] = outcome
+        self.fresh.append(outcome)
+        self.stats.completed += 1
+        self.stats.failed += outcome.status == "failed"
+
+    def fill(self) -> None:
+        """Queue calls on every actor up to its pool's ``max_in_flight``."""
+        now = time.monotonic()
+        for name, pool in self.pools.items():
+            queue = self.queues[name]
+            for index, slot in enumerate(self.slots[name]):
+                while queue and len(slot.refs) < pool.max_in_flight:
+                    item, attempt = queue.popleft()
+                    ref = pool.submit(index, item.payload)
+                    if not slot.refs:
+                        slot.head_since = now
+                    slot.refs.append(ref)
+                    self.flights[ref] = _Flight(item, name, index, attempt, now)
+                    self.stats.submitted += 1
+
+    def collect(self, poll_s: float) -> None:
+        """Wait (at most until the nearest head deadline or ``poll_s``) and book what is ready."""
+        import ray
+
+        now = time.monotonic()
+        deadline = min(
+            (slot.head_since + self.pools[name].timeout_s
+             for name, pool_slots in self.slots.items() for slot in pool_slots if slot.refs),
+            default=now + poll_s,
+        )
+        pending = list(self.flights)
+        ready, _ = ray.wait(pending, num_returns=1, timeout=max(0.0, min(poll_s, deadline - now)))
+        if ready:
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+        for ref in ready:
+            flight = self.flights.get(ref)
+            if flight is None:  # its actor was replaced earlier in this round
+                continue
+            try:
+                value = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:  # the call itself raised
+                outcome = Outcome(flight.item.key, flight.pool, "failed", error=_describe(exc),
+                                  attempts=flight.attempt)
+            except ray.exceptions.RayError:  # actor died, worker crashed, killed for memory...
+                self.lose_actor(flight.pool, flight.index, penalise=True)
+                continue
+            else:
+                outcome = Outcome(flight.item.key, flight.pool, "ok", value=value, attempts=flight.attempt)
+            slot = self.slots[flight.pool][flight.index]
+            self.flights.pop(ref)
+            slot.refs.remove(ref)
+            slot.head_since = time.monotonic()
+            outcome.seconds = slot.head_since - flight.submitted_at
+            self.finish(outcome)
+
+    def expire(self) -> None:
+        """Fail every head call past its pool's ``timeout_s`` and replace its stuck actor."""
+        now = time.monotonic()
+        for name, pool in self.pools.items():
+            for index, slot in enumerate(self.slots[name]):
+                if slot.refs and now - slot.head_since > pool.timeout_s:
+                    head = self.flights.pop(slot.refs.popleft())
+                    self.stats.timeouts += 1
+                    self.finish(Outcome(head.item.key, name, "failed",
+                                        error=f"TimeoutError: no result after {pool.timeout_s:g} s",
+                                        attempts=head.attempt, seconds=now - head.submitted_at))
+                    self.lose_actor(name, index, penalise=False)
+
+    def lose_actor(self, pool_name: str, index: int, penalise: bool) -> None:
+        """Requeue (or fail) everything actor ``index`` held, then replace it."""
+        pool = self.pools[pool_name]
+        slot = self.slots[pool_name][index]
+        held = [self.flights.pop(ref) for ref in slot.refs if ref in self.flights]
+        slot.refs.clear()
+        for flight in held:
+            attempt = flight.attempt + 1 if penalise else flight.attempt
+            if attempt > 1 + pool.max_retries:
+                self.finish(Outcome(flight.item.key, pool_name, "failed",
+                                    error=f"ActorDiedError: the actor died {flight.attempt} times while holding it",
+                                    attempts=flight.attempt, seconds=time.monotonic() - flight.submitted_at))
+            else:
+                self.stats.resubmitted += 1
+                self.queues[pool_name].appendleft((flight.item, attempt))
+        pool.replace(index)
+        self.stats.actors_replaced += 1

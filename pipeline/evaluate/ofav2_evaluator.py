@@ -189,6 +189,12 @@ class OFAv2ActorEvaluator(Evaluator):
         features = [self.cheap_metrics(arch) for arch in archs]
         return LatencyPredictor.fit(self.space, archs, [value for _, value in measured.values()], features, model=model)
 
+    def latency_predictors(self, objectives: Sequence[Any]) -> dict[str, MeasuredLatencyPredictor] | None:
+        """One refitting predictor per ``latency_ms@PROFILE`` objective (None when there is none)."""
+        predictors = {o.name: MeasuredLatencyPredictor(self, o.name.split("@", 1)[1])
+                      for o in objectives if o.name.startswith("latency_ms@")}
+        return predictors or None
+
     def _archived_latencies(self, metric: str) -> dict[str, tuple[Architecture, float]]:
         if self.archive is None:
             return {}
@@ -285,3 +291,29 @@ class OFAv2ActorEvaluator(Evaluator):
         if errors:
             return EvaluationResult(arch, key, metrics, status="failed", error="; ".join(errors))
         return EvaluationResult(arch, key, metrics)
+
+
+class MeasuredLatencyPredictor:
+    """A latency predictor for one profile, refitted whenever the evaluator has measured more."""
+
+    def __init__(self, evaluator: OFAv2ActorEvaluator, profile: str):
+        self.evaluator, self.profile = evaluator, profile
+        self._fitted: LatencyPredictor | None = None
+        self._fitted_on = -1
+
+    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
+        measured = self.evaluator.evaluations
+        if self._fitted is None or measured != self._fitted_on:
+            self._fitted = self.evaluator.latency_predictor(self.profile)
+            self._fitted_on = measured
+        features = [self.evaluator.cheap_metrics(arch) for arch in archs]  # cached per arch_id
+        return np.asarray(self._fitted.predict(list(archs), features), dtype=float)
+
+
+def open_run_for_generation(run_dir: str | Path) -> tuple[OFAv2Space, Any]:
+    """The run's ofav2 space and its exact cost (params and MACs counted on the supernet), for PNAG."""
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.supernet.costs import ArchCostCounter
+
+    net, _ = load_supernet(RunDir(run_dir).supernet)
+    return net.space, ArchCostCounter(net)

@@ -119,3 +119,25 @@ def start_archive(
         raise ConfigError(f"the archive actor {name!r} already serves {served}; give this run another "
                           "run.name or ray.namespace, or wait for that run to finish")
     return handle
+
+
+class ArchiveActorSink:
+    """The search engine's archive sink (``upsert``, ``write_front``, ``frame``) over an archive actor handle."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> int:
+        import ray
+
+        return ray.get(self.handle.upsert.remote(list(rows), merge=True))
+
+    def write_front(self, iteration: int) -> str:
+        import ray
+
+        return ray.get(self.handle.write_front.remote(iteration))
+
+    def frame(self) -> pd.DataFrame:
+        import ray
+
+        return ray.get(self.handle.frame.remote())

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.atomic import write_text_atomic
-from pipeline.config import DataConfig, FinetuneConfig
+from pipeline.config import DataConfig, FinetuneConfig, PipelineConfig
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
@@ -319,3 +319,18 @@ _ROW_KEYS = {
     "arch_id", "top1", "test_loss", "val_top1", "top1_before", "best_epochs", "params_m", "macs_m",
     "onnx_path", "onnx_max_abs_diff", "joint_exits", "finetune_s",
 }
+
+
+def finetune_run(config: PipelineConfig, run_dir: str | Path, resume: bool = False,
+                 archs: Sequence[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """The fine-tune stage on a run: ``archs``, or ``finetune.source``'s choices, each in a Tune trial."""
+    from pipeline.train.choices import finetune_choices
+
+    net, _ = load_supernet(RunDir(run_dir).supernet)
+    space = net.space
+    chosen = [space.validate(a) for a in archs] if archs else finetune_choices(config.finetune, Path(run_dir), space)
+    return run_finetune(
+        chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
+        settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
+        metadata={"config": config.model_dump(mode="json")}, resume=resume,
+    )
