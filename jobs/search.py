@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return search_supernet(config, run_dir, args.resume)
     evaluator = build_evaluator(config, run_dir)
     objectives = [Objective(o.name, o.direction) for o in config.search.objectives]
-    settings = NATv2Settings.from_mapping(config.search.model_dump())
+    settings = NATv2Settings.from_config(config.search)
     metadata = config.model_dump(mode="json")
     result = run_search(
         evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,

@@ -49,7 +49,7 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
                           "(use jobs/search.py --space natsbench for the benchmark table)")
     objectives = ofav2_objectives(config)
     check_actor_resources(config.evaluate)
-    settings = NATv2Settings.from_mapping(config.search.model_dump())
+    settings = NATv2Settings.from_config(config.search)
     metadata = config.model_dump(mode="json")
     handle = start_archive(run_dir, config.run.name, "ofav2", objectives, config=metadata,
                            name=f"archive-{config.run.name}")

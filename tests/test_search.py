@@ -13,6 +13,7 @@ from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import Objective
 from pipeline.evaluate.table import TableEvaluator, load_table
 from pipeline.search.archive_store import ArchiveStore
+from pipeline.search.driver import SearchRunner
 from pipeline.search.engine_state import load_state
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 
@@ -28,10 +29,17 @@ def table(bench_table_path) -> pd.DataFrame:
     return load_table(bench_table_path)
 
 
+def _runner(evaluator, sink, run_dir, settings, seed, objectives, **kwargs) -> SearchRunner:
+    engine = NATv2Engine(evaluator.space, objectives, settings, seed, cheap_metrics=evaluator.cheap_metrics,
+                         cheap_metric_names=evaluator.cheap_metric_names)
+    return SearchRunner(engine, evaluator, sink, run_dir, run_id="t", **kwargs)
+
+
 def _engine(table, run_dir, settings=FAST, seed=0, objectives=OBJECTIVES, **kwargs):
+    """A runner (driver + engine) on the table, its evaluator and its sink."""
     evaluator = TableEvaluator(table)
     sink = ArchiveStore(run_dir, run_id="t", space="natsbench", objectives=objectives)
-    return NATv2Engine(evaluator.space, evaluator, objectives, sink, run_dir, settings, seed, **kwargs), evaluator, sink
+    return _runner(evaluator, sink, run_dir, settings, seed, objectives, **kwargs), evaluator, sink
 
 
 def _content(sink) -> pd.DataFrame:
@@ -115,16 +123,16 @@ def test_three_objectives_use_nsga3_and_a_latency_predictor(table, tmp_path):
     objectives = OBJECTIVES + [Objective("flops_m", "min")]
     engine, evaluator, sink = _engine(table, tmp_path, objectives=objectives)
     predictor = FlopsAsLatency(evaluator)
-    engine.latency_predictors = {"flops_m": predictor}
+    engine.engine.latency_predictors = {"flops_m": predictor}
     result = engine.run()
     assert result.evaluations == 30 and predictor.calls > 0
     assert sink.frame()["is_pareto"].sum() >= 2
 
 
 def test_search_config_defaults_are_the_engine_defaults():
-    settings = NATv2Settings.from_mapping(SearchConfig().model_dump())
+    settings = NATv2Settings.from_config(SearchConfig())
     assert settings == NATv2Settings()
-    custom = NATv2Settings.from_mapping({"adaptation": {"enabled": True, "archs_sampled": 7}, "surrogates": ["gp"]})
+    custom = NATv2Settings.from_config({"adaptation": {"enabled": True, "archs_sampled": 7}, "surrogates": ["gp"]})
     assert custom.adaptation_enabled and custom.adaptation_archs == 7 and custom.surrogates == ("gp",)
 
 
@@ -196,6 +204,6 @@ def test_search_stops_when_the_space_is_exhausted(tmp_path):
     evaluator = _TinySpace.build()
     sink = ArchiveStore(tmp_path, run_id="t", space="tiny", objectives=OBJECTIVES)
     settings = replace(FAST, max_evaluations=50, initial_size=4, candidates_per_iteration=3)
-    result = NATv2Engine(evaluator.space, evaluator, OBJECTIVES, sink, tmp_path, settings, 0).run()
+    result = _runner(evaluator, sink, tmp_path, settings, 0, OBJECTIVES).run()
     assert result.finished and result.evaluations == evaluator.evaluations == 9
     assert len(sink.frame()) == 9

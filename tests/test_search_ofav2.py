@@ -51,6 +51,7 @@ def test_ofav2_search_writes_the_archive_and_fronts_through_the_actors(searched)
     archive = read_parquet(run_dir / "archive.parquet")
     assert len(archive) == 12 and archive["arch_id"].is_unique and (archive["status"] == "ok").all()
     assert set(archive["source"]) == {"init", "search"} and set(archive["iteration"]) == {0, 1}
+    assert ((archive["source"] == "init") == (archive["iteration"] == 0)).all()  # written once, true provenance
     assert archive["latency_ms@local_one_thread"].notna().all() and archive["top1"].between(0, 100).all()
     assert (run_dir / "fronts" / "iter_000.parquet").is_file() and (run_dir / "fronts" / "iter_001.parquet").is_file()
     front = read_parquet(run_dir / "front.parquet")

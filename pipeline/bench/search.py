@@ -11,7 +11,6 @@ polynomial mutation with rounding repair, duplicates eliminated) on the true eva
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,6 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
 from pipeline.evaluate.interface import Evaluator, Objective
-from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 from pipeline.search.pareto import hypervolume_ratio, pareto_mask
 from pipeline.space.base import SearchSpace
@@ -94,12 +92,14 @@ def run_nsga2(
 def run_natv2(
     evaluator: Evaluator, budget: int, seed: int, settings: NATv2Settings | None = None
 ) -> list[dict[str, float]]:
+    """NATv2 driven by ask/tell in memory (no archive files): the metrics of every true evaluation."""
     settings = replace(settings or NATv2Settings(), max_evaluations=budget)
-    with tempfile.TemporaryDirectory(prefix="bench_natv2_") as run_dir:
-        sink = ArchiveStore(run_dir, run_id=f"bench-{seed}", space=evaluator.space.name, objectives=BENCH_OBJECTIVES)
-        engine = NATv2Engine(evaluator.space, evaluator, BENCH_OBJECTIVES, sink, run_dir, settings, seed)
-        result = engine.run()
-    return [r.metrics for r in result.records if r.status == "ok"]
+    engine = NATv2Engine(evaluator.space, BENCH_OBJECTIVES, settings, seed, cheap_metrics=evaluator.cheap_metrics,
+                         cheap_metric_names=evaluator.cheap_metric_names)
+    while not engine.done:
+        candidates = engine.ask()
+        engine.tell(evaluator.evaluate([c.arch for c in candidates]) if candidates else [])
+    return [r.metrics for r in engine.result().records if r.status == "ok"]
 
 
 def derive_table(table: pd.DataFrame, seed: int) -> pd.DataFrame:

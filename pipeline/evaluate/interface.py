@@ -21,6 +21,9 @@ class Evaluator(ABC):
     evaluations: int = 0
     #: names of metrics that ``cheap_metrics`` computes exactly without a true evaluation
     cheap_metric_names: tuple[str, ...] = ()
+    #: True when ``evaluate`` writes the result rows to the run's archive itself; it then takes the
+    #: provenance keywords ``iteration``, ``source`` and ``predicted_top1`` (one value per architecture)
+    persists_rows: bool = False
 
     @abstractmethod
     def evaluate(self, archs: Sequence[Architecture]) -> list[EvaluationResult]:

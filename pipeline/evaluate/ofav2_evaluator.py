@@ -49,6 +49,11 @@ from pipeline.supernet.checkpoint import adaptation_round
 ACCURACY_POOL = "accuracy"
 
 
+def _per_arch(value: Any, count: int) -> list[Any]:
+    """One value per architecture: a scalar repeated, or the sequence itself."""
+    return [value] * count if isinstance(value, (int, str)) else list(value)
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float, np.floating)) and math.isfinite(float(value))
 
@@ -120,14 +125,19 @@ class OFAv2ActorEvaluator(Evaluator):
         self,
         archs: Sequence[Architecture],
         *,
-        iteration: int = 0,
-        source: str = "search",
+        iteration: int | Sequence[int] = 0,
+        source: str | Sequence[str] = "search",
         predicted_top1: Sequence[float | None] | None = None,
     ) -> list[EvaluationResult]:
-        """Truly evaluate ``archs`` (what is already measured is reused); one result each, in order."""
+        """Truly evaluate ``archs`` (what is already measured is reused); one result each, in order.
+
+        ``iteration`` and ``source`` (one value, or one per architecture) and ``predicted_top1`` are
+        the provenance written into the archive rows."""
         canonical = [self.space.validate(arch) for arch in archs]
         ids = [arch_id(arch) for arch in canonical]
         predicted = dict(zip(ids, predicted_top1, strict=True)) if predicted_top1 is not None else {}
+        iterations = dict(zip(ids, _per_arch(iteration, len(ids)), strict=True))
+        sources = dict(zip(ids, _per_arch(source, len(ids)), strict=True))
         unique = dict(zip(ids, canonical, strict=True))
         known = self._known_rows(list(unique))
         items, needed = self._plan(unique, known, self._current_round())
@@ -148,7 +158,7 @@ class OFAv2ActorEvaluator(Evaluator):
             if needed[key]:
                 row = result_row(
                     result, run_id=self.run_id, space=self.space.name, arch_text=self.space.to_text(unique[key]),
-                    iteration=iteration, source=source, predicted_top1=predicted.get(key),
+                    iteration=iterations[key], source=sources[key], predicted_top1=predicted.get(key),
                 )
                 # where each profile's latency was measured, so placement can be audited from Parquet
                 row.update({f"latency_node@{profile}": node for (node_key, profile), node in self.placements.items()
@@ -210,6 +220,11 @@ class OFAv2ActorEvaluator(Evaluator):
     def shutdown(self) -> None:
         """Kill the actor pools (the archive actor belongs to the caller)."""
         self.dispatcher.shutdown()
+
+    @property
+    def persists_rows(self) -> bool:  # type: ignore[override]
+        """Rows stream to the archive actor when the evaluator has one."""
+        return self.archive is not None
 
     def __enter__(self) -> OFAv2ActorEvaluator:
         return self

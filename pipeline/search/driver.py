@@ -1,27 +1,49 @@
-"""Runs one NATv2 search into a run directory: checks, archive sink, engine, history file.
+"""Runs one NATv2 search into a run directory: ask -> evaluate -> tell, with the run's callbacks.
 
-``run_search`` is what ``jobs/search.py`` calls once it has built the space and the evaluator
-(a ``TableEvaluator`` in benchmark mode, the actor-backed ``ofav2`` evaluator otherwise). It
-refuses an impossible budget and a run directory that already holds a search (unless resuming)
-before writing anything, then runs ``NATv2Engine`` with an in-process ``ArchiveStore`` unless a
-sink (e.g. a client of the archive actor) is given, and writes ``search_history.parquet``.
+``SearchRunner`` is the one loop around ``NATv2Engine``: it asks for candidates, has the
+``Evaluator`` measure them, tells the engine, and after every iteration calls the callbacks in
+order: supernet adaptation (then the archive is asked again, re-measured and told), the log line,
+the per-iteration front (``sink.write_front``) and the saved state (``search_state.json``), so a
+stopped run resumes from its last completed iteration.
+
+Each result row is persisted once, with its true iteration and source: an evaluator that writes
+its own rows (``persists_rows``: the actor-backed ``ofav2`` evaluator streams them to the archive
+actor) is given the provenance, otherwise the runner upserts the rows into the sink. Where the
+engine marks a row failed that the evaluator called ``ok`` (an objective without a value), the
+runner writes that correction.
+
+``run_search`` is what ``jobs/search.py`` and the search stage call: it refuses an impossible
+budget and a run directory that already holds a search (unless resuming) before writing anything,
+then runs the search with an in-process ``ArchiveStore`` unless a sink is given, and writes
+``search_history.parquet``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from pipeline.errors import BudgetError, ConfigError
-from pipeline.evaluate.interface import Evaluator, Objective
+from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective
 from pipeline.run_dir import RunDir
-from pipeline.schema import write_parquet_atomic
+from pipeline.schema import result_row, write_parquet_atomic
 from pipeline.search.archive_store import ArchiveStore
-from pipeline.search.natv2 import ArchiveSink, LatencyPredictor, NATv2Engine, NATv2Settings, SearchResult
+from pipeline.search.engine_state import load_state_dict, save_state
+from pipeline.search.natv2 import Candidate, LatencyPredictor, NATv2Engine, NATv2Settings, SearchResult
 from pipeline.space.base import Architecture
+
+
+class ArchiveSink(Protocol):
+    """Where evaluated rows go: ``ArchiveStore`` or a client of the archive actor."""
+
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> Any: ...
+
+    def write_front(self, iteration: int) -> Any: ...
+
+    def frame(self) -> pd.DataFrame: ...
 
 
 def history_frame(history: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -34,6 +56,110 @@ def history_frame(history: Sequence[dict[str, Any]]) -> pd.DataFrame:
             row[f"tau_{objective}"] = choice["tau"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def log_line(entry: Mapping[str, Any], max_evaluations: int) -> str:
+    """One line per iteration: evaluations, hypervolume and the surrogates chosen."""
+    surrogate = ", ".join(f"{o}: {c['name']} tau {c['tau']:.3f}" for o, c in entry.get("surrogate", {}).items())
+    return (f"iteration {entry['iteration']}: {entry['evaluations']}/{max_evaluations} evaluations, "
+            f"hypervolume {entry['hypervolume']:.4f}" + (f", surrogate {surrogate}" if surrogate else ""))
+
+
+class SearchRunner:
+    """ask -> evaluate -> tell for one engine, evaluator and sink, persisting into ``run_dir``."""
+
+    def __init__(
+        self,
+        engine: NATv2Engine,
+        evaluator: Evaluator,
+        sink: ArchiveSink,
+        run_dir: str | Path,
+        *,
+        run_id: str = "search",
+        adapt: Callable[[list[Architecture]], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.engine, self.evaluator, self.sink = engine, evaluator, sink
+        self.run_dir, self.run_id = Path(run_dir), run_id
+        self.adapt = adapt
+        self.log = log or (lambda message: None)
+
+    def run(self, resume: bool = False, stop_after_iteration: int | None = None) -> SearchResult:
+        """Run to the termination; ``resume`` continues the saved state; ``stop_after_iteration`` pauses."""
+        engine = self.engine
+        saved = load_state_dict(self.run_dir) if resume else None
+        if saved is not None:
+            engine.load_state_dict(saved)
+            self.log(f"resuming after iteration {engine.iteration} ({engine.state.evaluations} evaluations)")
+        while not engine.done:
+            if engine.started and stop_after_iteration is not None and engine.iteration >= stop_after_iteration:
+                break
+            self.step()
+        return engine.result()
+
+    def step(self) -> dict[str, Any]:
+        """One iteration (the first builds the initial archive); returns its log entry."""
+        engine = self.engine
+        candidates = engine.ask()
+        if not candidates and engine.started:
+            self.log(f"iteration {engine.iteration + 1}: no unevaluated architecture left in the space; stopping")
+        self._tell(candidates)
+        if self.adapt is not None and engine.adaptation_due:
+            self.adapt(engine.adaptation_archs())
+            self._tell(engine.ask_reevaluation())
+        entry = engine.history[-1]
+        self.log(log_line(entry, engine.settings.max_evaluations))
+        self.sink.write_front(engine.iteration)
+        save_state(self.run_dir, engine.state_dict())
+        return entry
+
+    def _tell(self, candidates: list[Candidate]) -> None:
+        results = self._evaluate(candidates)
+        self.engine.tell(results)
+        rows = [self._row(result) for result in results if self._needs_row(result)]
+        if rows:
+            self.sink.upsert(rows)
+
+    def _evaluate(self, candidates: list[Candidate]) -> list[EvaluationResult]:
+        if not candidates:
+            return []
+        archs = [c.arch for c in candidates]
+        if not self.evaluator.persists_rows:
+            return self.evaluator.evaluate(archs)
+        return self.evaluator.evaluate(  # type: ignore[call-arg]  # the provenance keywords of persisting evaluators
+            archs, iteration=[c.iteration for c in candidates], source=[c.source for c in candidates],
+            predicted_top1=[c.predicted.get("top1") for c in candidates],
+        )
+
+    def _needs_row(self, result: EvaluationResult) -> bool:
+        corrected = self.engine.record(result.arch_id).status == "failed" and result.status == "ok"
+        return corrected or not self.evaluator.persists_rows
+
+    def _row(self, result: EvaluationResult) -> dict[str, Any]:
+        record = self.engine.record(result.arch_id)
+        row = result_row(
+            result, run_id=self.run_id, space=self.engine.space.name, arch_text=self.engine.space.to_text(result.arch),
+            iteration=record.iteration, source=record.source, predicted_top1=record.predicted.get("top1"),
+        )
+        if record.status == "failed" and result.status == "ok":
+            row.update(status="failed", error="evaluator returned no value for an objective")
+        return row
+
+
+def check_search_inputs(settings: NATv2Settings, run_dir: Path, resume: bool) -> bool:
+    """Refuse an impossible budget or a run dir that already holds a search; whether there is a state."""
+    needed = settings.evaluations_for_initial()
+    if needed > settings.max_evaluations:
+        raise BudgetError(
+            f"evaluation budget {settings.max_evaluations} is below the {needed} evaluations the initial archive "
+            f"needs (initial archive {settings.initial_archive_size()} x pre-processing factor {settings.initial_factor})"
+        )
+    if settings.candidates() < 1:
+        raise ConfigError("search.candidates_per_iteration must be at least 1")
+    has_state = RunDir(run_dir).search_state.exists()
+    if has_state and not resume:
+        raise ConfigError(f"{run_dir} already holds a search; pass --resume to continue it or choose another --out")
+    return has_state
 
 
 def run_search(
@@ -55,17 +181,7 @@ def run_search(
 ) -> SearchResult:
     """Check inputs, run (or resume) the search in ``run_dir``, write the history; return the result."""
     run_dir = Path(run_dir)
-    needed = settings.evaluations_for_initial()
-    if needed > settings.max_evaluations:
-        raise BudgetError(
-            f"evaluation budget {settings.max_evaluations} is below the {needed} evaluations the initial archive "
-            f"needs (initial archive {settings.initial_archive_size()} x pre-processing factor {settings.initial_factor})"
-        )
-    if settings.candidates() < 1:
-        raise ConfigError("search.candidates_per_iteration must be at least 1")
-    has_state = RunDir(run_dir).search_state.exists()
-    if has_state and not resume:
-        raise ConfigError(f"{run_dir} already holds a search; pass --resume to continue it or choose another --out")
+    has_state = check_search_inputs(settings, run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     if on_start is not None:  # e.g. write config.yaml, once the inputs are known to be good
         on_start()
@@ -73,9 +189,10 @@ def run_search(
         sink = ArchiveStore(run_dir, run_id=run_id, space=evaluator.space.name, objectives=objectives,
                             config=metadata or {})
     engine = NATv2Engine(
-        evaluator.space, evaluator, objectives, sink, run_dir, settings, seed,
-        run_id=run_id, latency_predictors=latency_predictors, adapt=adapt, log=log,
+        evaluator.space, objectives, settings, seed, cheap_metrics=evaluator.cheap_metrics,
+        cheap_metric_names=evaluator.cheap_metric_names, latency_predictors=latency_predictors,
     )
-    result = engine.run(resume=resume and has_state, stop_after_iteration=stop_after_iteration)
+    runner = SearchRunner(engine, evaluator, sink, run_dir, run_id=run_id, adapt=adapt, log=log)
+    result = runner.run(resume=resume and has_state, stop_after_iteration=stop_after_iteration)
     write_parquet_atomic(history_frame(result.history), RunDir(run_dir).search_history, {"run_id": run_id})
     return result

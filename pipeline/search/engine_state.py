@@ -3,9 +3,11 @@
 The state is everything needed to continue a search exactly where it stopped: the iteration and
 evaluation counters, the engine's ``numpy`` bit-generator state, every truly evaluated record
 (architecture, metrics, provenance, whether its metrics are current), the constant-size archive's
-membership, the fixed hypervolume normalisation and the per-iteration log. It is written after
-initialisation and after every completed iteration (temporary file + ``os.replace``), so a crash
-mid-iteration resumes from the last completed one and reproduces the same run.
+membership, the fixed hypervolume normalisation, the per-iteration log and the candidates of an
+``ask`` not yet told. ``NATv2Engine.state_dict()`` returns it as a JSON-ready dict; the driver
+writes it after initialisation and after every completed iteration (temporary file +
+``os.replace``), so a crash mid-iteration resumes from the last completed one and reproduces the
+same run.
 """
 
 from __future__ import annotations
@@ -51,16 +53,18 @@ class EngineState:
     hv_nadir: list[float] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
+    exhausted: bool = False  # the space had no unevaluated architecture left to propose
+    pending: dict[str, Any] = field(default_factory=dict)  # the last ask, until it is told
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["version"] = STATE_VERSION
         payload["records"] = [asdict(record) for record in self.records.values()]
-        return json.dumps(payload, sort_keys=True)
+        return json.loads(json.dumps(payload))  # JSON types only (tuples become lists)
 
     @classmethod
-    def from_json(cls, text: str) -> EngineState:
-        payload = json.loads(text)
+    def from_dict(cls, payload: dict[str, Any]) -> EngineState:
+        payload = dict(payload)
         if payload.pop("version", None) != STATE_VERSION:
             raise ValueError("unsupported state version")
         records = [EvaluatedRecord(**record) for record in payload.pop("records")]
@@ -69,17 +73,25 @@ class EngineState:
         return state
 
 
-def save_state(run_dir: str | Path, state: EngineState) -> Path:
-    """Write ``run_dir/search_state.json`` atomically."""
-    return write_text_atomic(RunDir(run_dir).search_state, state.to_json())
+def save_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write a ``state_dict`` to ``run_dir/search_state.json`` atomically."""
+    return write_text_atomic(RunDir(run_dir).search_state, json.dumps(state, sort_keys=True))
 
 
-def load_state(run_dir: str | Path) -> EngineState | None:
-    """The saved state, ``None`` when there is none; a corrupt file is a ``CheckpointError``."""
+def load_state_dict(run_dir: str | Path) -> dict[str, Any] | None:
+    """The saved ``state_dict``, ``None`` when there is none; a corrupt file is a ``CheckpointError``."""
     path = RunDir(run_dir).search_state
     if not path.is_file():
         return None
     try:
-        return EngineState.from_json(path.read_text())
+        payload = json.loads(path.read_text())
+        EngineState.from_dict(payload)  # checks it is whole and of this version
+        return payload
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"search state {path} is corrupt or from another version ({type(exc).__name__})") from None
+
+
+def load_state(run_dir: str | Path) -> EngineState | None:
+    """The saved state as an ``EngineState`` (for inspection), ``None`` when there is none."""
+    payload = load_state_dict(run_dir)
+    return None if payload is None else EngineState.from_dict(payload)

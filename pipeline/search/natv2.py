@@ -1,57 +1,49 @@
-"""The NATv2 search engine: archive, pre-processing, surrogates, surrogate search, subset selection.
+"""The NATv2 search engine, ask/tell in pymoo's manner: it proposes and learns, it never evaluates.
 
-The engine sees a ``SearchSpace``, an ``Evaluator`` and an archive sink (``upsert(rows)``,
-``write_front(iteration)``, ``frame()``: ``ArchiveStore`` in-process, or a client of the archive
-actor). It never sees a table or a supernet. One run:
+The engine sees a ``SearchSpace``, the objectives, the exact cheap metrics (``cheap_metrics``:
+params, MACs, a table's costs) and optional latency predictors. It never sees an evaluator, a
+table, a supernet or a file. One search, as a caller drives it (``driver.py`` does exactly this):
 
-1. initial archive: smallest + largest + ``space.sample_initial`` draws; pre-processing evaluates
-   ``initial_factor`` x the initial size and keeps the initial size by survival (``survival.py``);
-2. per iteration: refit one adaptive surrogate per predicted objective on every evaluated
-   architecture whose metrics are current; cheap objectives come exactly from
-   ``evaluator.cheap_metrics`` and latency objectives from ``latency_predictors``;
-3. NSGA-II/III on the surrogate (``surrogate_search.py``), seeded with the archive;
-4. K new candidates by subset selection (``selection.py``), truly evaluated;
-5. NATv2 constant-size archive survival;
-6. optional supernet adaptation hook ``adapt(archs)``, then re-evaluation of the archive (the
-   other records become stale and leave the surrogates' training set);
-7. hypervolume of the archive (normalised by the initial archive's ideal/nadir) is logged, the
-   sink writes ``fronts/iter_NNN.parquet``, and the state is saved for ``resume``.
+1. ``ask()`` first returns the initial archive: smallest + largest + ``space.sample_initial``
+   draws, ``initial_factor`` x the initial size (pre-processing); ``tell(results)`` keeps the
+   initial size by survival (``survival.py``) and fixes the hypervolume normalisation;
+2. each later ``ask()`` refits one adaptive surrogate per predicted objective on every evaluated
+   architecture whose metrics are current, runs NSGA-II/III on the surrogate
+   (``surrogate_search.py``) seeded with the archive, and returns K new candidates by subset
+   selection (``selection.py``) with their predicted objectives; ``tell`` runs NATv2's
+   constant-size archive survival and logs the archive's hypervolume;
+3. after a supernet adaptation, ``ask_reevaluation()`` returns the archive to re-measure and
+   ``tell`` marks every other record stale (it leaves the surrogates' training set).
 
-It stops at ``max_evaluations`` true evaluations or after ``iterations`` iterations. Budget =
-number of distinct architectures truly evaluated; adaptation re-evaluations are counted apart.
+``done`` asks the termination (``termination.py``; default: the evaluation budget, an optional
+iteration cap, or an exhausted space). ``state_dict()`` / ``load_state_dict()`` hold everything,
+the random generator and an untold ask included, so a restored engine continues the same run.
+Budget = number of distinct architectures truly evaluated; re-evaluations are counted apart.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from pipeline.errors import BudgetError, ConfigError
-from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective
-from pipeline.schema import result_row
-from pipeline.search.engine_state import EngineState, EvaluatedRecord, load_state, save_state
+from pipeline.evaluate.interface import EvaluationResult, Objective
+from pipeline.search.engine_state import EngineState, EvaluatedRecord
 from pipeline.search.pareto import nondominated_ranks, normalized_hypervolume, to_minimization
 from pipeline.search.selection import select_candidates
+from pipeline.search.settings import NATv2Settings
 from pipeline.search.surrogate_search import search_surrogate
 from pipeline.search.surrogates import AdaptiveSurrogate
 from pipeline.search.survival import archive_survival, survive
+from pipeline.search.termination import Progress, Termination, default_termination
 from pipeline.space.base import Architecture, SearchSpace
 
+__all__ = ["Candidate", "LatencyPredictor", "NATv2Engine", "NATv2Settings", "SearchResult"]
 
-class ArchiveSink(Protocol):
-    """Where evaluated rows go: ``ArchiveStore`` or a client of the archive actor."""
-
-    def upsert(self, rows: Sequence[dict[str, Any]]) -> Any: ...
-
-    def write_front(self, iteration: int) -> Any: ...
-
-    def frame(self) -> pd.DataFrame: ...
+INIT, SEARCH, REEVALUATE = "init", "search", "reevaluate"
 
 
 class LatencyPredictor(Protocol):
@@ -59,53 +51,14 @@ class LatencyPredictor(Protocol):
 
 
 @dataclass(frozen=True)
-class NATv2Settings:
-    """The engine's knobs; the defaults are the tuned ones (``jobs/bench_search.py``)."""
+class Candidate:
+    """One architecture to evaluate, with its provenance and the surrogates' predictions."""
 
-    max_evaluations: int = 300
-    iterations: int | None = None  # None: run until the evaluation budget is spent
-    archive_size: int = 300
-    initial_size: int | None = None  # None: scaled with the budget (see ``initial_archive_size``)
-    initial_fraction: float = 0.2
-    min_initial_size: int = 10
-    initial_factor: float = 1.0  # pre-processing: evaluate factor x initial size, keep initial size
-    candidates_per_iteration: int | None = None  # None: max_evaluations / target_iterations in [5, 25]
-    target_iterations: int = 30
-    surrogates: tuple[str, ...] = ("lgbm", "gp", "ridge")
-    ensemble_size: int = 0
-    cv_folds: int = 5
-    surrogate_population: int = 100
-    surrogate_generations: int = 20
-    adaptation_enabled: bool = False
-    adaptation_archs: int = 150
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> NATv2Settings:
-        """Settings from a mapping (e.g. the ``search`` config section); unknown keys are ignored."""
-        values = dict(values)
-        adaptation = values.pop("adaptation", None) or {}
-        if adaptation:
-            values.setdefault("adaptation_enabled", adaptation.get("enabled", False))
-            values.setdefault("adaptation_archs", adaptation.get("archs_sampled", cls.adaptation_archs))
-        known = {f.name for f in fields(cls)}
-        picked = {k: (tuple(v) if k == "surrogates" else v) for k, v in values.items() if k in known}
-        return cls(**picked)
-
-    def initial_archive_size(self) -> int:
-        """Initial archive size: explicit, or ``initial_fraction`` x budget within [min, archive]."""
-        if self.initial_size is not None:
-            return self.initial_size
-        scaled = round(self.initial_fraction * self.max_evaluations)
-        return int(min(self.archive_size, max(self.min_initial_size, scaled)))
-
-    def candidates(self) -> int:
-        """K: explicit, or about ``target_iterations`` iterations' worth of the budget, within [5, 25]."""
-        if self.candidates_per_iteration is not None:
-            return self.candidates_per_iteration
-        return int(min(25, max(5, round(self.max_evaluations / self.target_iterations))))
-
-    def evaluations_for_initial(self) -> int:
-        return int(math.ceil(self.initial_factor * self.initial_archive_size()))
+    arch: Architecture
+    arch_id: str
+    iteration: int
+    source: str  # "init" or "search": where the architecture came from
+    predicted: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,36 +73,29 @@ class SearchResult:
 
 
 class NATv2Engine:
-    """NATv2 on any space/evaluator pair; resumable from ``run_dir``."""
+    """NATv2 on any space, driven by ``ask`` / ``tell``."""
 
     def __init__(
         self,
         space: SearchSpace,
-        evaluator: Evaluator,
         objectives: Sequence[Objective],
-        sink: ArchiveSink,
-        run_dir: str | Path,
-        settings: NATv2Settings = NATv2Settings(),
+        settings: NATv2Settings | None = None,
         seed: int = 0,
         *,
-        run_id: str = "search",
+        cheap_metrics: Callable[[Architecture], Mapping[str, float]] | None = None,
+        cheap_metric_names: Sequence[str] = (),
         latency_predictors: Mapping[str, LatencyPredictor] | None = None,
-        adapt: Callable[[list[Architecture]], None] | None = None,
-        log: Callable[[str], None] | None = None,
+        termination: Termination | None = None,
     ):
         if len(objectives) < 2:
             raise ConfigError("search needs at least two objectives")
-        self.space, self.evaluator, self.sink = space, evaluator, sink
-        self.objectives = list(objectives)
-        self.run_dir = Path(run_dir)
-        self.settings = settings
-        self.seed = seed
-        self.run_id = run_id
+        settings = settings or NATv2Settings()
+        self.space, self.objectives, self.settings, self.seed = space, list(objectives), settings, seed
+        self.cheap_metrics = cheap_metrics or (lambda arch: {})
         self.latency_predictors = dict(latency_predictors or {})
-        self.adapt = adapt
-        self.log = log or (lambda message: None)
+        self.termination = termination or default_termination(settings.max_evaluations, settings.iterations)
         self.upper = np.asarray(space.gene_upper_bounds(), dtype=np.int64)
-        cheap = set(evaluator.cheap_metric_names)
+        cheap = set(cheap_metric_names)
         self.predicted = [o.name for o in self.objectives if o.name not in cheap and o.name not in self.latency_predictors]
         self.surrogates = {
             name: AdaptiveSurrogate(settings.surrogates, self.upper, settings.cv_folds, settings.ensemble_size)
@@ -159,88 +105,182 @@ class NATv2Engine:
         self.state = EngineState(seed=seed)
         self.rng = np.random.default_rng(seed)
 
-    # -- public ------------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after_iteration: int | None = None) -> SearchResult:
-        """Run to the budget; ``resume`` continues a saved state; ``stop_after_iteration`` pauses."""
-        saved = load_state(self.run_dir) if resume else None
-        if saved is not None:
-            if saved.seed != self.seed:
-                raise ConfigError(f"cannot resume: run dir was started with seed {saved.seed}, not {self.seed}")
-            self.state = saved
-            self.rng.bit_generator.state = saved.rng_state
-            self.log(f"resuming after iteration {saved.iteration} ({saved.evaluations} evaluations)")
-        else:
-            self._initialise()
-        while not self.state.finished:
-            if stop_after_iteration is not None and self.state.iteration >= stop_after_iteration:
-                break
-            self._iterate()
-        return SearchResult(
-            records=list(self.state.records.values()), archive_ids=list(self.state.archive_ids),
-            history=list(self.state.history), evaluations=self.state.evaluations, finished=self.state.finished,
-        )
+    # -- progress ----------------------------------------------------------------------------
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.state.evaluations, self.state.iteration, self.state.exhausted)
+
+    @property
+    def started(self) -> bool:
+        """Whether the initial archive has been told."""
+        return bool(self.state.history)
+
+    @property
+    def done(self) -> bool:
+        return self.started and not self.state.pending and self.termination.done(self.progress)
+
+    @property
+    def iteration(self) -> int:
+        """The last completed iteration (0: the initial archive)."""
+        return self.state.iteration
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.history
+
+    def record(self, arch_id: str) -> EvaluatedRecord:
+        return self.state.records[arch_id]
 
     def archive_archs(self) -> list[Architecture]:
         return [self.state.records[i].arch for i in self.state.archive_ids]
 
-    # -- steps -------------------------------------------------------------------------------
-    def _initialise(self) -> None:
-        settings = self.settings
-        size, needed = settings.initial_archive_size(), settings.evaluations_for_initial()
-        if needed > settings.max_evaluations:
-            raise BudgetError(
-                f"evaluation budget {settings.max_evaluations} is below the {needed} evaluations the initial archive needs"
-            )
-        archs = self._unique([self.space.smallest(), self.space.largest()], needed, self.space.sample_initial)
-        self._evaluate(archs, iteration=0, source="init")
-        ok = [i for i in self.state.records if self.state.records[i].status == "ok"]
-        kept = survive(self._minimized(ok), size, seed=int(self.rng.integers(2**31 - 1)))
-        self.state.archive_ids = [ok[i] for i in kept]
-        values = self._minimized(self.state.archive_ids)
-        values = values[nondominated_ranks(values) == 0]  # normalise by the initial front, as DESIGN.md does
-        self.state.hv_ideal, self.state.hv_nadir = values.min(axis=0).tolist(), values.max(axis=0).tolist()
-        self._finish_iteration({"surrogate": {}})
+    def result(self) -> SearchResult:
+        state = self.state
+        return SearchResult(records=list(state.records.values()), archive_ids=list(state.archive_ids),
+                            history=list(state.history), evaluations=state.evaluations, finished=self.done)
 
-    def _iterate(self) -> None:
-        state, settings = self.state, self.settings
-        state.iteration += 1
-        k = min(settings.candidates(), settings.max_evaluations - state.evaluations)
+    # -- ask ---------------------------------------------------------------------------------
+    def ask(self) -> list[Candidate]:
+        """The next candidates to evaluate truly: the initial archive first, then K per iteration.
+
+        An empty list means the space has nothing unevaluated left; ``tell([])`` records that."""
+        if self.state.pending:
+            raise RuntimeError("tell the results of the last ask before asking again")
+        if self.done:
+            raise RuntimeError("the search is finished")
+        if not self.started:
+            return self._pend(INIT, self._initial_candidates())
+        left = self.termination.evaluations_left(self.progress)
+        k = self.settings.candidates() if left is None else min(self.settings.candidates(), left)
         choices = self._fit_surrogates()
         archs, predicted = self._propose(k)
-        if not archs:  # every architecture the space can give has been evaluated: nothing left to search
-            self.log(f"iteration {state.iteration}: no unevaluated architecture left in the space; stopping")
-            self._finish_iteration({"surrogate": choices}, exhausted=True)
-            return
-        self._evaluate(archs, iteration=state.iteration, source="search", predicted=predicted)
-        new_ok = [self.space.arch_id(a) for a in archs if state.records[self.space.arch_id(a)].status == "ok"]
+        candidates = [Candidate(a, self.space.arch_id(a), self.iteration + 1, SEARCH, p) for a, p in zip(archs, predicted)]
+        return self._pend(SEARCH, candidates, surrogate=choices)
+
+    def adaptation_archs(self) -> list[Architecture]:
+        """The archive's best (by non-dominated rank), ``adaptation_archs`` of them, to adapt on."""
+        order = np.argsort(nondominated_ranks(self._minimized(self.state.archive_ids)), kind="stable")
+        return [self.state.records[self.state.archive_ids[i]].arch for i in order[: self.settings.adaptation_archs]]
+
+    @property
+    def adaptation_due(self) -> bool:
+        """After a search iteration with candidates, until its archive has been re-evaluated."""
+        last = self.state.history[-1] if self.state.history else {}
+        return (self.settings.adaptation_enabled and last.get("iteration", 0) > 0 and not self.state.exhausted
+                and "reevaluations" not in last and not self.state.pending)
+
+    def ask_reevaluation(self) -> list[Candidate]:
+        """The archive, to re-measure once the supernet's weights changed (each with its provenance)."""
+        if self.state.pending:
+            raise RuntimeError("tell the results of the last ask before asking again")
+        records = [self.state.records[i] for i in self.state.archive_ids]
+        return self._pend(REEVALUATE, [Candidate(r.arch, r.arch_id, r.iteration, r.source, dict(r.predicted))
+                                       for r in records])
+
+    def _pend(self, phase: str, candidates: list[Candidate], **extra: Any) -> list[Candidate]:
+        self.state.pending = {"phase": phase, "candidates": [asdict(c) for c in candidates], **extra}
+        return candidates
+
+    def _initial_candidates(self) -> list[Candidate]:
+        settings = self.settings
+        needed = settings.evaluations_for_initial()
+        left = self.termination.evaluations_left(self.progress)
+        if left is not None and needed > left:
+            raise BudgetError(f"evaluation budget {left} is below the {needed} evaluations the initial archive needs")
+        archs = self._unique([self.space.smallest(), self.space.largest()], needed, self.space.sample_initial)
+        return [Candidate(a, self.space.arch_id(a), 0, INIT) for a in archs]
+
+    # -- tell --------------------------------------------------------------------------------
+    def tell(self, results: Sequence[EvaluationResult]) -> dict[str, Any]:
+        """Take the true results of the last ask (one per candidate); returns the iteration's log entry."""
+        pending, state = self.state.pending, self.state
+        if not pending:
+            raise RuntimeError("tell without an ask")
+        candidates = [Candidate(**c) for c in pending["candidates"]]
+        by_id = {r.arch_id: r for r in results}
+        if set(by_id) != {c.arch_id for c in candidates} or len(results) != len(candidates):
+            raise ValueError(f"tell expects one result per asked candidate ({len(candidates)}), got {len(results)}")
+        state.pending = {}
+        if pending["phase"] == REEVALUATE:
+            return self._tell_reevaluation([by_id[c.arch_id] for c in candidates])
+        for c in candidates:
+            result = by_id[c.arch_id]
+            state.records[c.arch_id] = EvaluatedRecord(
+                arch_id=c.arch_id, arch=result.arch, metrics=dict(result.metrics), iteration=c.iteration,
+                source=c.source, status=self.status(result), predicted=dict(c.predicted),
+            )
+        state.evaluations += len(candidates)
+        if pending["phase"] == INIT:
+            self._survive_initial()
+            return self._close_iteration({"surrogate": {}})
+        state.iteration += 1
+        if not candidates:
+            state.exhausted = True
+        else:
+            self._survive([c.arch_id for c in candidates if state.records[c.arch_id].status == "ok"])
+        return self._close_iteration({"surrogate": pending["surrogate"]})
+
+    def status(self, result: EvaluationResult) -> str:
+        """``ok`` only when the evaluator succeeded and gave a value for every objective."""
+        missing = [o.name for o in self.objectives if o.name not in result.metrics]
+        return "failed" if result.status != "ok" or missing else "ok"
+
+    def _survive_initial(self) -> None:
+        state = self.state
+        ok = [i for i in state.records if state.records[i].status == "ok"]
+        kept = survive(self._minimized(ok), self.settings.initial_archive_size(), seed=int(self.rng.integers(2**31 - 1)))
+        state.archive_ids = [ok[i] for i in kept]
+        values = self._minimized(state.archive_ids)
+        values = values[nondominated_ranks(values) == 0]  # normalise by the initial front, as DESIGN.md does
+        state.hv_ideal, state.hv_nadir = values.min(axis=0).tolist(), values.max(axis=0).tolist()
+
+    def _survive(self, new_ok: list[str]) -> None:
+        state = self.state
         keep_old, keep_new = archive_survival(
-            self._minimized(state.archive_ids), self._minimized(new_ok), settings.archive_size,
+            self._minimized(state.archive_ids), self._minimized(new_ok), self.settings.archive_size,
             seed=int(self.rng.integers(2**31 - 1)),
         )
         state.archive_ids = [i for i, keep in zip(state.archive_ids, keep_old) if keep] + [
             i for i, keep in zip(new_ok, keep_new) if keep
         ]
-        if settings.adaptation_enabled and self.adapt is not None:
-            self._adapt()
-        self._finish_iteration({"surrogate": choices})
 
-    def _finish_iteration(self, extra: dict[str, Any], exhausted: bool = False) -> None:
-        state, settings = self.state, self.settings
-        hv = normalized_hypervolume(
-            self._minimized(state.archive_ids), np.array(state.hv_ideal), np.array(state.hv_nadir)
-        )
-        entry = {"iteration": state.iteration, "evaluations": state.evaluations, "hypervolume": hv,
+    def _tell_reevaluation(self, results: list[EvaluationResult]) -> dict[str, Any]:
+        state = self.state
+        state.reevaluations += len(results)
+        for record in state.records.values():
+            record.current = False
+        for result in results:
+            record = state.records[result.arch_id]
+            record.metrics, record.status, record.current = dict(result.metrics), self.status(result), True
+        state.archive_ids = [i for i in state.archive_ids if state.records[i].status == "ok"]
+        entry = state.history[-1]
+        entry.update(hypervolume=self._hypervolume(), archive_size=len(state.archive_ids), reevaluations=len(results))
+        return entry
+
+    def _close_iteration(self, extra: dict[str, Any]) -> dict[str, Any]:
+        state = self.state
+        entry = {"iteration": state.iteration, "evaluations": state.evaluations, "hypervolume": self._hypervolume(),
                  "archive_size": len(state.archive_ids), **extra}
         state.history.append(entry)
-        surrogate = ", ".join(f"{o}: {c['name']} tau {c['tau']:.3f}" for o, c in extra["surrogate"].items())
-        self.log(f"iteration {state.iteration}: {state.evaluations}/{settings.max_evaluations} evaluations, "
-                 f"hypervolume {hv:.4f}" + (f", surrogate {surrogate}" if surrogate else ""))
-        self.sink.write_front(state.iteration)
-        budget_spent = state.evaluations >= settings.max_evaluations
-        out_of_iterations = settings.iterations is not None and state.iteration >= settings.iterations
-        state.finished = budget_spent or out_of_iterations or exhausted
-        state.rng_state = self.rng.bit_generator.state
-        save_state(self.run_dir, state)
+        state.finished = self.done
+        return entry
+
+    def _hypervolume(self) -> float:
+        state = self.state
+        return normalized_hypervolume(self._minimized(state.archive_ids), np.array(state.hv_ideal), np.array(state.hv_nadir))
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this search exactly (JSON types only)."""
+        self.state.rng_state = self.rng.bit_generator.state
+        return self.state.to_dict()
+
+    def load_state_dict(self, payload: Mapping[str, Any]) -> None:
+        state = EngineState.from_dict(dict(payload))
+        if state.seed != self.seed:
+            raise ConfigError(f"cannot resume: the search was started with seed {state.seed}, not {self.seed}")
+        self.state = state
+        self.rng.bit_generator.state = state.rng_state
 
     # -- surrogates and proposals ------------------------------------------------------------
     def _fit_surrogates(self) -> dict[str, dict[str, Any]]:
@@ -268,7 +308,7 @@ class NATv2Engine:
     def _cheap(self, arch: Architecture) -> dict[str, float]:
         key = self.space.arch_id(arch)
         if key not in self._cheap_cache:
-            self._cheap_cache[key] = self.evaluator.cheap_metrics(arch)
+            self._cheap_cache[key] = dict(self.cheap_metrics(arch))
         return self._cheap_cache[key]
 
     def _surrogate_fn(self, genes: np.ndarray) -> np.ndarray:
@@ -321,52 +361,6 @@ class NATv2Engine:
                 seen.add(key)
                 result.append(self.space.canonical(arch))
         return result
-
-    # -- evaluation, adaptation --------------------------------------------------------------
-    def _evaluate(
-        self, archs: list[Architecture], iteration: int, source: str, predicted: Sequence[dict[str, float]] = ()
-    ) -> None:
-        if not archs:
-            return
-        results = self.evaluator.evaluate(archs)
-        self.state.evaluations += len(results)
-        predicted = list(predicted) or [{} for _ in results]
-        for result, guess in zip(results, predicted):
-            self.state.records[result.arch_id] = EvaluatedRecord(
-                arch_id=result.arch_id, arch=result.arch, metrics=dict(result.metrics), iteration=iteration,
-                source=source, status=self._status(result), predicted=guess,
-            )
-        self.sink.upsert([self._row(r) for r in results])
-
-    def _status(self, result: EvaluationResult) -> str:
-        missing = [o.name for o in self.objectives if o.name not in result.metrics]
-        return "failed" if result.status != "ok" or missing else "ok"
-
-    def _row(self, result: EvaluationResult) -> dict[str, Any]:
-        record = self.state.records[result.arch_id]
-        row = result_row(
-            result, run_id=self.run_id, space=self.space.name, arch_text=self.space.to_text(result.arch),
-            iteration=record.iteration, source=record.source, predicted_top1=record.predicted.get("top1"),
-        )
-        if record.status == "failed" and result.status == "ok":
-            row.update(status="failed", error="evaluator returned no value for an objective")
-        return row
-
-    def _adapt(self) -> None:
-        """Adaptation hook, then re-evaluation of the archive; other records become stale."""
-        state = self.state
-        order = np.argsort(nondominated_ranks(self._minimized(state.archive_ids)), kind="stable")
-        best = [state.records[state.archive_ids[i]].arch for i in order[: self.settings.adaptation_archs]]
-        self.adapt(best)
-        archive = [state.records[i] for i in state.archive_ids]
-        results = self.evaluator.evaluate([r.arch for r in archive])
-        state.reevaluations += len(results)
-        for record in state.records.values():
-            record.current = False
-        for record, result in zip(archive, results):
-            record.metrics, record.status, record.current = dict(result.metrics), self._status(result), True
-        self.sink.upsert([self._row(r) for r in results])
-        state.archive_ids = [i for i in state.archive_ids if state.records[i].status == "ok"]
 
     def _current_ok(self) -> list[str]:
         return [i for i, r in self.state.records.items() if r.status == "ok" and r.current]
