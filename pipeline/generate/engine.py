@@ -5,9 +5,11 @@
 - ``known``: truly evaluated architectures (from an evaluator or a NATv2 archive) with their true
   ``top1`` and measured costs;
 - the accuracy predictor and cost oracle fitted to them (``pipeline.generate.predictors``);
-- the Pareto-aware evaluator R trained on a pool of known, random and generated architectures
-  labelled by true or predicted accuracy and exact or predicted cost (``pnag_evaluator``);
-- the budget-conditioned LSTM generator trained by REINFORCE on R (``pnag_generator``).
+- the Pareto-aware ranker R trained on a pool of known, random and generated architectures
+  labelled by true or predicted accuracy and exact or predicted cost (``pipeline.generate.ranker``);
+- the budget-conditioned LSTM generator trained by REINFORCE on R (``pipeline.generate.policy``);
+- ``evaluations``: the true evaluations told so far, which ``runs`` counts against a
+  ``MaxEvaluations`` (``pipeline.search.termination``).
 
 ``refit`` re-fits everything (warm-starting R and the generator), ``candidates`` samples the
 generator for one budget and ranks the architectures that meet it, ``generated_rows`` builds the
@@ -75,6 +77,7 @@ class PNAG:
         self.features = GeneFeatures(space)
         self.cost = CostOracle(space, self.metrics, exact_cost_fn, exact_names, seed)
         self.known: dict[bytes, KnownArch] = {}
+        self.evaluations = 0  # true evaluations told through add_results
         self.predictor = AccuracyPredictor(seed, clip_quantile=settings.accuracy_clip_quantile)
         self.pessimism = 0.0  # > 0: unmeasured accuracies are the lower bound mean - pessimism * sd
         self.bound: ConfidenceBound | None = None
@@ -111,6 +114,8 @@ class PNAG:
         return True
 
     def add_results(self, results: Sequence[EvaluationResult]) -> None:
+        """Learn from true results (failed ones count as spent evaluations, but teach nothing)."""
+        self.evaluations += len(results)
         for result in results:
             if result.status == "ok" and "top1" in result.metrics:
                 self.add_known(result.arch, result.metrics["top1"], result.metrics)

@@ -30,6 +30,7 @@ from pipeline.evaluate.interface import Evaluator
 from pipeline.generate.engine import PNAG
 from pipeline.generate.generator import FittedGenerator, fit_cost_models
 from pipeline.generate.predictors import ExactCostFn
+from pipeline.search.termination import MaxEvaluations, Progress
 from pipeline.space.base import Architecture, SearchSpace
 
 
@@ -40,27 +41,15 @@ def check_metrics(metrics: Sequence[str], available: Sequence[str]) -> None:
             raise BudgetError(f"unknown budget metric {name!r}; available: {', '.join(sorted(set(available)))}")
 
 
-class _CountedEvaluator:
-    """Evaluates through ``evaluator`` and refuses to go past ``limit`` true evaluations."""
+def _spend(pnag: PNAG, evaluator: Evaluator, budget: MaxEvaluations, archs: Sequence[Architecture]) -> None:
+    """Truly evaluate ``archs`` (as many as ``budget`` still allows) and teach ``pnag`` the results."""
+    archs = list(archs)[: budget.evaluations_left(_progress(pnag))]
+    if archs:
+        pnag.add_results(evaluator.evaluate(archs))
 
-    def __init__(self, evaluator: Evaluator, pnag: PNAG, limit: int):
-        self.evaluator, self.pnag, self.limit = evaluator, pnag, limit
-        self.start = evaluator.evaluations
 
-    @property
-    def used(self) -> int:
-        return self.evaluator.evaluations - self.start
-
-    @property
-    def left(self) -> int:
-        return self.limit - self.used
-
-    def __call__(self, archs: Sequence[Architecture]) -> None:
-        archs = list(archs)[: max(0, self.left)]
-        if archs:
-            self.pnag.add_results(self.evaluator.evaluate(archs))
-        if self.used > self.limit:
-            raise RuntimeError(f"PNAG used {self.used} evaluations, more than its {self.limit}")
+def _progress(pnag: PNAG) -> Progress:
+    return Progress(evaluations=pnag.evaluations)
 
 
 def _fresh_best(pnag: PNAG, budget: np.ndarray, taken: set[bytes]) -> Architecture | None:
@@ -83,12 +72,12 @@ def _initial_archs(space: SearchSpace, rng: np.random.Generator, count: int) -> 
     return list(archs.values())[:count]
 
 
-def _explore(pnag: PNAG, evaluate: _CountedEvaluator, until: int, rounds: int = 0) -> int:
+def _explore(pnag: PNAG, evaluator: Evaluator, budget: MaxEvaluations, until: int, rounds: int = 0) -> int:
     """Spend evaluations up to ``until`` on the generator's best predicted, not yet evaluated
     proposals for budgets drawn continuously (stratified) over the whole range; returns the rounds."""
     metrics = len(pnag.metrics)
-    while evaluate.used < until and evaluate.left > 0:
-        count = min(10, until - evaluate.used)
+    while pnag.evaluations < until and not budget.done(_progress(pnag)):
+        count = min(10, until - pnag.evaluations)
         scaled = (np.stack([pnag.rng.permutation(count) for _ in range(metrics)], 1)
                   + pnag.rng.random((count, metrics))) / count
         taken: set[bytes] = set()
@@ -96,7 +85,7 @@ def _explore(pnag: PNAG, evaluate: _CountedEvaluator, until: int, rounds: int = 
         picks = [p for p in picks if p is not None]
         if not picks:
             break
-        evaluate(picks)
+        _spend(pnag, evaluator, budget, picks)
         rounds += 1
         pnag.refit(models=rounds % pnag.settings.refit_every == 0)
     return rounds
@@ -104,7 +93,7 @@ def _explore(pnag: PNAG, evaluate: _CountedEvaluator, until: int, rounds: int = 
 
 def _start(space: SearchSpace, evaluator: Evaluator, settings: GenerateConfig, seed: int,
            budgets: np.ndarray | None, measured_metrics: Sequence[str], exact_cost_fn: ExactCostFn | None,
-           exact_names: Sequence[str] | None) -> tuple[PNAG, _CountedEvaluator]:
+           exact_names: Sequence[str] | None) -> tuple[PNAG, MaxEvaluations]:
     """Checks (before any evaluation), then the random initial evaluations and the first fit."""
     exact_names = tuple(evaluator.cheap_metric_names if exact_names is None else exact_names)
     check_metrics(settings.budget_metrics, list(exact_names) + list(measured_metrics))
@@ -113,13 +102,13 @@ def _start(space: SearchSpace, evaluator: Evaluator, settings: GenerateConfig, s
     pnag = PNAG(space, settings, seed, exact_cost_fn or evaluator.cheap_metrics, exact_names)
     if budgets is not None and pnag.cost.all_exact:  # reject impossible budgets before spending anything
         pnag._setup_scale().check(budgets)  # noqa: SLF001 - same package
-    evaluate = _CountedEvaluator(evaluator, pnag, settings.evals)
+    budget = MaxEvaluations(settings.evals)
     n_init = max(5, int(round(settings.evals * settings.init_fraction)))
-    evaluate(_initial_archs(space, pnag.rng, n_init))
+    _spend(pnag, evaluator, budget, _initial_archs(space, pnag.rng, n_init))
     pnag.refit(first=True)
     if budgets is not None:
         pnag.scale.check(budgets)  # type: ignore[union-attr]
-    return pnag, evaluate
+    return pnag, budget
 
 
 def fit_with_evaluator(
@@ -136,11 +125,11 @@ def fit_with_evaluator(
     front (so an impossible budget costs nothing); it does not steer the fit.
     """
     budgets = None if check_budgets is None else np.asarray(check_budgets, float).reshape(-1, len(settings.budget_metrics))
-    pnag, evaluate = _start(space, evaluator, settings, seed, budgets, measured_metrics, exact_cost_fn, exact_names)
-    _explore(pnag, evaluate, settings.evals)
+    pnag, budget = _start(space, evaluator, settings, seed, budgets, measured_metrics, exact_cost_fn, exact_names)
+    _explore(pnag, evaluator, budget, settings.evals)
     pnag.pessimism = settings.pessimism  # the final fit: R and the policy learn to trust what was measured
     pnag.refit(models=True, full_steps=True)
-    return to_fitted(pnag, {"seed": seed, "evaluations": evaluate.used, "source": "evaluator"})
+    return to_fitted(pnag, {"seed": seed, "evaluations": pnag.evaluations, "source": "evaluator"})
 
 
 def generate_with_evaluator(
@@ -152,20 +141,20 @@ def generate_with_evaluator(
     proposals, the rest of ``settings.evals`` verifies, for each REQUESTED budget, the generator's
     best predicted unevaluated architecture meeting it; the answer is the best verified one."""
     budgets = np.asarray(budgets, dtype=float).reshape(-1, len(settings.budget_metrics))
-    pnag, evaluate = _start(space, evaluator, settings, seed, budgets, measured_metrics, exact_cost_fn, exact_names)
-    n_init = evaluate.used
+    pnag, budget = _start(space, evaluator, settings, seed, budgets, measured_metrics, exact_cost_fn, exact_names)
+    n_init = pnag.evaluations
     n_explore = int(round(settings.evals * settings.explore_fraction)) if settings.verify else settings.evals - n_init
-    rounds = _explore(pnag, evaluate, n_init + n_explore)
-    while settings.verify and evaluate.left > 0:
+    rounds = _explore(pnag, evaluator, budget, n_init + n_explore)
+    while settings.verify and not budget.done(_progress(pnag)):
         taken: set[bytes] = set()
         picks = [p for p in (_fresh_best(pnag, b, taken) for b in budgets) if p is not None]
         if not picks:
             break
-        evaluate(picks)
+        _spend(pnag, evaluator, budget, picks)
         rounds += 1
         pnag.refit(models=rounds % settings.refit_every == 0)
     frame = pnag.generated_rows(budgets, run_id=run_id, verified_only=settings.verify)
-    frame["evaluations"] = evaluate.used
+    frame["evaluations"] = pnag.evaluations
     frame["mode"] = "search"
     return frame, pnag
 
