@@ -73,6 +73,8 @@ class SupernetConfig(Section):
 
 
 PhaseName = Literal["full", "kernel", "level", "height", "depth", "expand"]
+#: the NATv2 surrogates ``pipeline.search.surrogates`` can build
+SurrogateName = Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]
 TRAIN_PHASES: tuple[str, ...] = get_args(PhaseName)
 
 
@@ -311,7 +313,7 @@ class SearchConfig(Section):
     initial_factor: float = Field(1.0, ge=1.0)  # pre-processing: evaluate factor x initial size
     candidates_per_iteration: int | None = Field(None, ge=1)  # None: max_evaluations / target_iterations in [5, 25]
     target_iterations: int = Field(30, ge=1)
-    surrogates: list[Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]] = Field(
+    surrogates: list[SurrogateName] = Field(
         ["lgbm", "gp", "ridge"], min_length=1
     )
     ensemble_size: int = Field(0, ge=0)

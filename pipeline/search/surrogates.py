@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
 from lightgbm import LGBMRegressor
@@ -32,6 +33,8 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
+
+from pipeline.config import SurrogateName
 
 ENSEMBLE = "ensemble"
 
@@ -68,7 +71,7 @@ def _regressor(name: str, seed: int) -> RegressorMixin:
     raise ValueError(f"unknown surrogate {name!r}; known: {', '.join(SURROGATE_NAMES)}")
 
 
-SURROGATE_NAMES: tuple[str, ...] = ("lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge")
+SURROGATE_NAMES: tuple[str, ...] = get_args(SurrogateName)
 _SCALED = {"gp", "rbf", "mlp", "ridge"}
 
 
