@@ -2,9 +2,11 @@
 
     python jobs/bench_search.py --table PATH --out DIR [--seeds 11] [--budgets 100,300] [--quick]
 
-Runs the NATv2 engine (its default settings), random search and plain pymoo NSGA-II (population
-30) with the same budgets of true evaluations, side by side; prints the median HV ratio per
-method and budget and writes every per-seed row to DIR/bench_search.parquet. ``--derive SEED``
+Runs the NATv2 engine (its default settings), random search, plain pymoo NSGA-II (population
+30) and Optuna's samplers (multivariate TPE, GP, NSGA-II) with the same budgets of distinct true
+evaluations, side by side; prints the median HV ratio and the search's own seconds per method and
+budget, writes every per-seed row to DIR/bench_search.parquet and the median curve with its
+25-75 % band to DIR/hv_vs_evaluations.png. ``--derive SEED``
 benchmarks a derived table instead (same architectures and costs, accuracies re-ranked by a
 seeded function) to check that the defaults do not depend on one table.
 """
@@ -18,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.runtime import run_job  # noqa: E402
 
+DEFAULT_METHODS = ("natv2", "random", "nsga2", "optuna_tpe", "optuna_gp", "optuna_nsga2")
+
 
 def parse_args(argv: list[str] | None = None):
     import argparse
@@ -26,8 +30,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--table", required=True, help="NATS-Bench-format CSV (arch, accuracy, params_m, flops_m)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seeds", type=int, default=11, help="number of seeds (0..N-1)")
-    parser.add_argument("--budgets", default="100,300", help="comma-separated evaluation budgets")
-    parser.add_argument("--methods", default="natv2,random,nsga2", help="comma-separated methods")
+    parser.add_argument("--budgets", default="50,100,300", help="comma-separated evaluation budgets")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods")
     parser.add_argument("--workers", type=int, default=1, help="processes across runs")
     parser.add_argument("--derive", type=int, help="benchmark the table derived with this seed")
     parser.add_argument("--quick", action="store_true", help="1 seed at a budget of 20 (for tests)")
@@ -37,7 +41,15 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     from functools import partial
 
-    from pipeline.bench.search import METHODS, benchmark, derive_table, medians, true_front
+    from pipeline.bench.search import (
+        METHODS,
+        benchmark,
+        derive_table,
+        medians,
+        plot_hv_vs_evaluations,
+        search_seconds,
+        true_front,
+    )
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import TableEvaluator, load_table
     from pipeline.schema import write_parquet_atomic
@@ -70,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median HV ratio over {len(seeds)} seeds (table {args.table}"
           + (f", derived with seed {args.derive}" if args.derive is not None else "") + ")")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print("median seconds per run outside the true evaluations (the search's own cost)")
+    print(search_seconds(frame).to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"plot: {plot_hv_vs_evaluations(frame, out / 'hv_vs_evaluations.png')}")
     return 0
 
 

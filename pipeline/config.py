@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import ConfigError
@@ -75,6 +75,8 @@ class SupernetConfig(Section):
 PhaseName = Literal["full", "kernel", "level", "height", "depth", "expand"]
 #: the NATv2 surrogates ``pipeline.search.surrogates`` can build
 SurrogateName = Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]
+#: named surrogate sets for ``search.surrogates`` (``nat``: NAT's adaptive switching)
+SURROGATE_PRESETS: dict[str, tuple[str, ...]] = {"nat": ("rbf", "gp", "mlp", "dtree")}
 TRAIN_PHASES: tuple[str, ...] = get_args(PhaseName)
 
 
@@ -320,7 +322,20 @@ class SearchConfig(Section):
     cv_folds: int = Field(5, ge=2)
     surrogate_population: int = Field(100, ge=4)
     surrogate_generations: int = Field(20, ge=1)
+    #: ``natv2``: K picks by non-dominated rank over archive and candidates, spread over every
+    #: objective; ``nat``: NAT's rule, the surrogate front spread along the cheap objectives only
+    subset_selection: Literal["natv2", "nat"] = "natv2"
     adaptation: AdaptationConfig = AdaptationConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _surrogate_preset(cls, values: Any) -> Any:
+        """``surrogates: nat`` is NAT's adaptive switching set (RBF, GP, MLP, decision tree), 10 folds."""
+        if isinstance(values, dict) and values.get("surrogates") in SURROGATE_PRESETS:
+            values = dict(values)
+            values["surrogates"] = list(SURROGATE_PRESETS[values["surrogates"]])
+            values.setdefault("cv_folds", 10)
+        return values
 
     @field_validator("objectives", mode="before")
     @classmethod

@@ -102,8 +102,10 @@ def test_budget_below_initial_archive_and_ofav2_without_supernet(bench_table_pat
 def test_bench_job_quick_runs(bench_table_path, tmp_path, capsys):
     assert _job("bench_search").main(["--table", str(bench_table_path), "--out", str(tmp_path), "--quick"]) == 0
     frame = pd.read_parquet(tmp_path / "bench_search.parquet")
-    assert sorted(frame["method"]) == ["natv2", "nsga2", "random"]
+    assert sorted(frame["method"]) == sorted(["natv2", "nsga2", "random", "optuna_tpe", "optuna_gp", "optuna_nsga2"])
     assert (frame["evaluations"] == 20).all() and frame["hv_ratio"].between(0, 1.0 + 1e-9).all()
+    assert (frame["search_seconds"] >= 0).all() and (frame["search_seconds"] <= frame["seconds"]).all()
+    assert (tmp_path / "hv_vs_evaluations.png").stat().st_size > 0
     assert "natv2" in capsys.readouterr().out
 
 

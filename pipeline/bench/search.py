@@ -4,8 +4,10 @@ Objectives: minimise ``100 - accuracy`` and ``params_m``. A run's result is the 
 architectures it truly evaluated; its score is HV(result) / HV(true front), both normalised by the
 true front's ideal and nadir, reference (1.1, 1.1) (``pareto.hypervolume_ratio``). Three methods
 get the same budget of distinct true evaluations: the NATv2 engine (its default settings), random
-search (uniform, without repeats) and plain pymoo NSGA-II (population 30, integer genes, SBX and
-polynomial mutation with rounding repair, duplicates eliminated) on the true evaluator.
+search (uniform, without repeats), plain pymoo NSGA-II (population 30, integer genes, SBX and
+polynomial mutation with rounding repair, duplicates eliminated) on the true evaluator, and
+Optuna's samplers (``optuna_peers.py``). Each row also records the seconds the method spent
+outside the true evaluations (``search_seconds``: the search's own cost).
 ``derive_table`` builds a second table of the same format for robustness checks.
 """
 
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,13 +28,43 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
-from pipeline.evaluate.interface import Evaluator, Objective
+from pipeline.bench.optuna_peers import OPTUNA_METHODS, run_optuna
+from pipeline.config import SURROGATE_PRESETS
+from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 from pipeline.search.pareto import hypervolume_ratio, pareto_mask
 from pipeline.space.base import SearchSpace
 
 BENCH_OBJECTIVES = (Objective("top1", "max"), Objective("params_m", "min"))
-METHODS = ("natv2", "random", "nsga2")
+#: NATv2 as configured by default, and with NAT's own choices (issue: method fidelity, round two)
+NATV2_VARIANTS: dict[str, dict[str, object]] = {
+    "natv2": {},
+    "natv2_nat_surrogates": {"surrogates": SURROGATE_PRESETS["nat"], "cv_folds": 10},
+    "natv2_nat_selection": {"subset_selection": "nat"},
+}
+METHODS = (*NATV2_VARIANTS, "random", "nsga2", *OPTUNA_METHODS)
+
+
+class TimedEvaluator(Evaluator):
+    """Delegates to ``inner`` and adds up the seconds spent in true evaluations."""
+
+    def __init__(self, inner: Evaluator):
+        self.inner, self.space, self.seconds = inner, inner.space, 0.0
+        self.cheap_metric_names = inner.cheap_metric_names
+
+    @property
+    def evaluations(self) -> int:  # type: ignore[override]
+        return self.inner.evaluations
+
+    def evaluate(self, archs: Sequence[dict]) -> list[EvaluationResult]:
+        started = time.perf_counter()
+        try:
+            return self.inner.evaluate(archs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def cheap_metrics(self, arch: dict) -> dict[str, float]:
+        return self.inner.cheap_metrics(arch)
 
 
 def table_points(accuracy: np.ndarray, params_m: np.ndarray) -> np.ndarray:
@@ -130,18 +163,21 @@ def run_method(
     settings: NATv2Settings | None = None,
 ) -> dict[str, object]:
     """One benchmark row: a method's HV ratio and evaluations at a budget and seed."""
-    evaluator = make_evaluator()
+    evaluator = TimedEvaluator(make_evaluator())
     started = time.perf_counter()
-    if method == "natv2":
-        metrics = run_natv2(evaluator, budget, seed, settings)
+    if method in NATV2_VARIANTS:
+        metrics = run_natv2(evaluator, budget, seed, replace(settings or NATv2Settings(), **NATV2_VARIANTS[method]))
     elif method == "random":
         metrics = run_random(evaluator, evaluator.space, budget, seed)
     elif method == "nsga2":
         metrics = run_nsga2(evaluator, evaluator.space, budget, seed)
+    elif method in OPTUNA_METHODS:
+        metrics = run_optuna(evaluator, evaluator.space, budget, seed, method)
     else:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    seconds = time.perf_counter() - started
     return {"method": method, "budget": budget, "seed": seed, "hv_ratio": score(metrics, front),
-            "evaluations": evaluator.evaluations, "seconds": time.perf_counter() - started}
+            "evaluations": evaluator.evaluations, "seconds": seconds, "search_seconds": seconds - evaluator.seconds}
 
 
 def benchmark(
@@ -171,3 +207,33 @@ def benchmark(
 def medians(frame: pd.DataFrame) -> pd.DataFrame:
     """Median HV ratio per method (rows) and budget (columns)."""
     return frame.pivot_table(index="method", columns="budget", values="hv_ratio", aggfunc="median")
+
+
+def search_seconds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median seconds per run spent outside the true evaluations, per method and budget."""
+    return frame.pivot_table(index="method", columns="budget", values="search_seconds", aggfunc="median")
+
+
+def plot_hv_vs_evaluations(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Median HV ratio against evaluations per method, with the 25-75 % band across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in frame.groupby("method"):
+        stats = rows.groupby("budget")["hv_ratio"].quantile([0.25, 0.5, 0.75]).unstack()
+        line = ax.plot(stats.index, stats[0.5], marker="o", label=str(method))[0]
+        ax.fill_between(stats.index, stats[0.25], stats[0.75], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("distinct true evaluations")
+    ax.set_ylabel("HV ratio (evaluated set / true front)")
+    ax.set_title(f"search quality, median of {frame['seed'].nunique()} seeds (band: 25-75 %)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

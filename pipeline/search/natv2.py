@@ -332,10 +332,17 @@ class NATv2Engine:
             return [], []
         genes = np.array([self.space.encode(a) for a in archs])
         values = self._objective_values(archs, genes)
-        chosen = select_candidates(to_minimization(values, self.objectives), k, self._minimized(self._current_ok()))
+        chosen = self._select(to_minimization(values, self.objectives), k)
         names = [o.name for o in self.objectives]
         predicted = [{n: float(values[i, j]) for j, n in enumerate(names) if n in self.surrogates} for i in chosen]
         return [archs[i] for i in chosen], predicted
+
+    def _select(self, minimized: np.ndarray, k: int) -> np.ndarray:
+        """K of the surrogate search's candidates, by ``settings.subset_selection``."""
+        if self.settings.subset_selection == "nat":  # NAT: the surrogate front, spread along the cheap objectives
+            cheap = [j for j, o in enumerate(self.objectives) if o.name not in self.surrogates]
+            return select_candidates(minimized, k, None, spread_columns=cheap or None)
+        return select_candidates(minimized, k, self._minimized(self._current_ok()))
 
     def _unique(
         self,

@@ -4,11 +4,14 @@
 axis: it starts from the extreme of each objective (or from given anchor points) and repeatedly
 adds the candidate farthest from everything chosen so far, which spreads the picks along the
 front. ``select_candidates`` fills K slots from the surrogate's non-dominated ranks in order and
-spreads the rank that does not fit, as NAT's subset selection does. Deterministic: ties go to the
+spreads the rank that does not fit. NAT's own rule (``search.subset_selection: nat``) ranks the
+candidates alone and spreads along the cheap objectives only. Deterministic: ties go to the
 lowest index.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,14 +55,18 @@ def spread_subset(minimized: np.ndarray, k: int, anchors: np.ndarray | None = No
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-def select_candidates(minimized: np.ndarray, k: int, archive: np.ndarray | None = None) -> np.ndarray:
+def select_candidates(
+    minimized: np.ndarray, k: int, archive: np.ndarray | None = None, spread_columns: Sequence[int] | None = None
+) -> np.ndarray:
     """Indices of ``k`` candidates: whole non-dominated ranks in order, the overflowing rank spread.
 
     With ``archive`` (the truly evaluated points), ranks are taken over archive and candidates
     together, so candidates predicted to improve the archive's front come first, and archive
-    points of the same rank count as already chosen when spreading.
+    points of the same rank count as already chosen when spreading. ``spread_columns`` spreads
+    along those objectives only (NAT's rule: the cheap ones, with ``archive=None``).
     """
     minimized = np.asarray(minimized, dtype=float)
+    columns = list(range(minimized.shape[1])) if spread_columns is None else list(spread_columns)
     if k >= len(minimized):
         return np.arange(len(minimized))
     known = np.zeros((0, minimized.shape[1])) if archive is None else np.asarray(archive, dtype=float)
@@ -72,8 +79,8 @@ def select_candidates(minimized: np.ndarray, k: int, archive: np.ndarray | None 
         if len(members) <= room:
             chosen.extend(members.tolist())
         else:
-            anchors = np.vstack([known[known_ranks == rank], minimized[chosen]])
-            picked = spread_subset(minimized[members], room, anchors if len(anchors) else None)
+            anchors = np.vstack([known[known_ranks == rank], minimized[chosen]])[:, columns]
+            picked = spread_subset(minimized[members][:, columns], room, anchors if len(anchors) else None)
             chosen.extend(members[picked].tolist())
         if len(chosen) >= k:
             break

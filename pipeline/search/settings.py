@@ -35,13 +35,17 @@ class NATv2Settings:
     cv_folds: int = _SECTION.cv_folds
     surrogate_population: int = _SECTION.surrogate_population
     surrogate_generations: int = _SECTION.surrogate_generations
+    subset_selection: str = _SECTION.subset_selection
     adaptation_enabled: bool = _SECTION.adaptation.enabled
     adaptation_archs: int = _SECTION.adaptation.archs_sampled
 
     @classmethod
     def from_config(cls, section: SearchConfig | Mapping[str, Any]) -> NATv2Settings:
         """Settings from the ``search`` section (or a mapping of its fields); other keys are ignored."""
-        values = section.model_dump() if isinstance(section, SearchConfig) else dict(section)
+        if not isinstance(section, SearchConfig):  # validate a mapping as the section would be (presets too)
+            known = set(SearchConfig.model_fields)
+            section = SearchConfig(**{k: v for k, v in dict(section).items() if k in known})
+        values = section.model_dump()
         adaptation = values.pop("adaptation", None) or {}
         if adaptation:
             values.setdefault("adaptation_enabled", adaptation.get("enabled", cls.adaptation_enabled))
