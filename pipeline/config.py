@@ -331,7 +331,8 @@ class SearchConfig(Section):
     @classmethod
     def _surrogate_preset(cls, values: Any) -> Any:
         """``surrogates: nat`` is NAT's adaptive switching set (RBF, GP, MLP, decision tree), 10 folds."""
-        if isinstance(values, dict) and values.get("surrogates") in SURROGATE_PRESETS:
+        preset = values.get("surrogates") if isinstance(values, dict) else None
+        if isinstance(preset, str) and preset in SURROGATE_PRESETS:
             values = dict(values)
             values["surrogates"] = list(SURROGATE_PRESETS[values["surrogates"]])
             values.setdefault("cv_folds", 10)
