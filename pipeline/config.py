@@ -262,7 +262,7 @@ class FinetuneConfig(Section):
     picks, or ``archs`` (architecture JSON texts) given explicitly.
     """
 
-    source: Literal["front", "generated", "explicit"] = "front"
+    source: Literal["front", "high_tradeoff", "generated", "explicit"] = "front"
     archs: list[str] = []
     max_archs: int = Field(4, ge=1)
     max_epochs: int = Field(150, ge=1)

@@ -34,6 +34,14 @@ def front(run_dir: str | Path) -> pd.DataFrame:
     return read_parquet(RunDir(run_dir).front)
 
 
+def high_tradeoff(run_dir: str | Path) -> pd.DataFrame:
+    """The final front's high-tradeoff points (``is_high_tradeoff`` rows of ``front.parquet``)."""
+    frame = front(run_dir)
+    if "is_high_tradeoff" not in frame:
+        raise ResultsError(f"{RunDir(run_dir).front} has no is_high_tradeoff column (written by an older version)")
+    return frame[frame["is_high_tradeoff"].astype(bool)]
+
+
 def fronts(run_dir: str | Path) -> pd.DataFrame:
     """The front after every search iteration, stacked, with a ``front_iteration`` column."""
     paths = sorted(RunDir(run_dir).fronts_dir.glob("iter_*.parquet"))

@@ -33,6 +33,7 @@ from pipeline.generate.runs import check_metrics, fit_from_archive, generate_fro
 from pipeline.generate.store import save_generator
 from pipeline.run_dir import RunDir
 from pipeline.schema import read_metadata, read_parquet
+from pipeline.search.pareto import current_round_mask
 from pipeline.space.base import SearchSpace
 
 
@@ -56,7 +57,9 @@ def default_budgets(archive: pd.DataFrame, metric: str, count: int = 5) -> list[
 
 
 def read_run_archive(run_dir: str | Path, space: SearchSpace) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The run's archive and its metadata, checked against the supernet's space."""
+    """The run's archive rows measured under the current supernet weights (stale accuracies from
+    before a search-time adaptation never train the generator), and its metadata, checked against
+    the supernet's space."""
     path = RunDir(run_dir).archive
     archive, metadata = read_parquet(path), read_metadata(path)
     supernet_config = (metadata.get("config") or {}).get("supernet")
@@ -64,7 +67,7 @@ def read_run_archive(run_dir: str | Path, space: SearchSpace) -> tuple[pd.DataFr
         options = {k: supernet_config[k] for k in space.options() if k in supernet_config}
         if type(space)(**(space.options() | options)) != space:
             raise CheckpointError(f"{run_dir}: the supernet checkpoint's space differs from the archive's config")
-    return archive, metadata
+    return archive[current_round_mask(archive)], metadata
 
 
 def run_budgets(given: Any, metrics: Sequence[str], archive: pd.DataFrame) -> np.ndarray:

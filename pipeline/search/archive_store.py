@@ -33,7 +33,7 @@ from pipeline.schema import (
     utc_now,
     write_parquet_atomic,
 )
-from pipeline.search.pareto import nondominated_ranks, to_minimization
+from pipeline.search.pareto import current_round_mask, high_tradeoff_mask, nondominated_ranks, to_minimization
 
 
 class ArchiveStore:
@@ -140,21 +140,27 @@ class ArchiveStore:
         """Write the current non-dominated rows to ``fronts/iter_NNN.parquet`` and ``front.parquet``."""
         frame = self.frame()
         front = frame[frame["is_pareto"]] if "is_pareto" in frame else frame.iloc[0:0]
-        front = front.assign(front_iteration=int(iteration))
+        front = front.assign(front_iteration=int(iteration), is_high_tradeoff=self._high_tradeoff(front))
         write_parquet_atomic(front, RunDir(self.run_dir).front_at(iteration), self.metadata())
         return write_parquet_atomic(front, RunDir(self.run_dir).front, self.metadata())
 
     # -- internals ---------------------------------------------------------------------------
     def _with_ranks(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Add ``rank`` (-1 when not rankable: failed or missing objectives) and ``is_pareto``."""
+        """Add ``rank`` and ``is_pareto``. Rank -1: not rankable (failed, an objective missing, or stale:
+        measured under an older ``supernet_round`` than the newest, see ``current_round_mask``)."""
         names = [o.name for o in self.objectives]
         rank = np.full(len(frame), -1, dtype=np.int64)
         if all(name in frame.columns for name in names):
             values = frame[names].to_numpy(dtype=float, na_value=np.nan)
-            usable = (frame["status"].to_numpy() == "ok") & np.isfinite(values).all(axis=1)
+            usable = (frame["status"].to_numpy() == "ok") & np.isfinite(values).all(axis=1) & current_round_mask(frame)
             if usable.any():
                 rank[usable] = nondominated_ranks(to_minimization(values[usable], self.objectives))
         return frame.assign(rank=rank, is_pareto=rank == 0)
+
+
+    def _high_tradeoff(self, front: pd.DataFrame) -> np.ndarray:
+        names = [o.name for o in self.objectives]
+        return high_tradeoff_mask(to_minimization(front[names].to_numpy(dtype=float), self.objectives))
 
 
 def load_archive_frame(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -6,7 +6,8 @@ table, a supernet or a file. One search, as a caller drives it (``driver.py`` do
 
 1. ``ask()`` first returns the initial archive: smallest + largest + ``space.sample_initial``
    draws, ``initial_factor`` x the initial size (pre-processing); ``tell(results)`` keeps the
-   initial size by survival (``survival.py``) and fixes the hypervolume normalisation;
+   initial size by survival (``survival.py``; the smallest and the largest always stay) and fixes
+   the hypervolume normalisation;
 2. each later ``ask()`` refits one adaptive surrogate per predicted objective on every evaluated
    architecture whose metrics are current, runs NSGA-II/III on the surrogate
    (``surrogate_search.py``) seeded with the archive, and returns K new candidates by subset
@@ -228,7 +229,8 @@ class NATv2Engine:
     def _survive_initial(self) -> None:
         state = self.state
         ok = [i for i in state.records if state.records[i].status == "ok"]
-        kept = survive(self._minimized(ok), self.settings.initial_archive_size(), seed=int(self.rng.integers(2**31 - 1)))
+        kept = survive(self._minimized(ok), self.settings.initial_archive_size(), seed=int(self.rng.integers(2**31 - 1)),
+                       pinned=self._pinned(ok))
         state.archive_ids = [ok[i] for i in kept]
         values = self._minimized(state.archive_ids)
         values = values[nondominated_ranks(values) == 0]  # normalise by the initial front, as DESIGN.md does
@@ -238,11 +240,16 @@ class NATv2Engine:
         state = self.state
         keep_old, keep_new = archive_survival(
             self._minimized(state.archive_ids), self._minimized(new_ok), self.settings.archive_size,
-            seed=int(self.rng.integers(2**31 - 1)),
+            seed=int(self.rng.integers(2**31 - 1)), pinned=self._pinned([*state.archive_ids, *new_ok]),
         )
         state.archive_ids = [i for i, keep in zip(state.archive_ids, keep_old) if keep] + [
             i for i, keep in zip(new_ok, keep_new) if keep
         ]
+
+    def _pinned(self, ids: Sequence[str]) -> np.ndarray:
+        """The smallest and the largest architectures never leave the archive (NATv2 adds them)."""
+        ends = {self.space.arch_id(self.space.smallest()), self.space.arch_id(self.space.largest())}
+        return np.array([i in ends for i in ids], dtype=bool)
 
     def _tell_reevaluation(self, results: list[EvaluationResult]) -> dict[str, Any]:
         state = self.state

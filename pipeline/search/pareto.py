@@ -2,7 +2,9 @@
 
 Everything is computed in minimisation form: maximised objectives are negated by
 ``to_minimization``. Ranks come from pymoo's non-dominated sorting and hypervolume from
-``pymoo.indicators.hv.HV``; nothing here re-implements either.
+``pymoo.indicators.hv.HV``, high-tradeoff points from ``pymoo.mcdm.high_tradeoff``; nothing here
+re-implements them. ``current_round_mask`` says which archive rows were measured under the newest
+supernet weights.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
@@ -59,3 +62,35 @@ def hypervolume_ratio(result: np.ndarray, true_front: np.ndarray, reference: flo
     ideal, nadir = true_front.min(axis=0), true_front.max(axis=0)
     best = normalized_hypervolume(true_front, ideal, nadir, reference)
     return normalized_hypervolume(result, ideal, nadir, reference) / best
+
+
+def high_tradeoff_mask(minimized: np.ndarray) -> np.ndarray:
+    """True for the front's high-tradeoff points (``pymoo.mcdm.high_tradeoff``), as NAT picks them.
+
+    The points are first normalised to [0, 1] per objective by their own ideal and nadir (as NAT's
+    code does before calling pymoo), so that the trade-off compares objectives on one scale. A front
+    of fewer than three points, or one without an outlier trade-off, marks nothing.
+    """
+    from pymoo.mcdm.high_tradeoff import HighTradeoffPoints
+
+    minimized = np.asarray(minimized, dtype=float)
+    mask = np.zeros(len(minimized), dtype=bool)
+    if len(minimized) < 3:
+        return mask
+    lower, upper = minimized.min(axis=0), minimized.max(axis=0)
+    normalised = (minimized - lower) / np.where(upper > lower, upper - lower, 1.0)
+    picked = HighTradeoffPoints().do(normalised)
+    if picked is not None:
+        mask[np.atleast_1d(picked).astype(int)] = True
+    return mask
+
+
+def current_round_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Rows measured under the newest supernet weights (``supernet_round``), the only ones that may rank.
+
+    After a search-time adaptation, accuracies of older rounds are stale; rows without the column
+    (tables, runs without adaptation) are all current."""
+    if "supernet_round" not in frame.columns or frame["supernet_round"].isna().all():
+        return np.ones(len(frame), dtype=bool)
+    rounds = frame["supernet_round"].to_numpy(dtype=float, na_value=np.nan)
+    return rounds == np.nanmax(rounds)

@@ -1,6 +1,7 @@
 """Which architectures the fine-tune stage trains: from the front, the generator, or the config.
 
-``finetune.source`` picks the candidates; at most ``finetune.max_archs`` of them are kept, spread
+``finetune.source`` picks the candidates (``front``: the final front; ``high_tradeoff``: its
+high-tradeoff points, ``pymoo.mcdm.high_tradeoff``; ``generated``; ``explicit``); at most ``finetune.max_archs`` of them are kept, spread
 evenly along the first cost column (always the cheapest and the costliest).
 """
 
@@ -31,7 +32,7 @@ def candidate_rows(settings: FinetuneConfig, run_dir: Path) -> pd.DataFrame:
     if settings.source == "generated":
         frame = results.generated(run_dir)
         return frame[frame["meets_budget"].astype(bool)]
-    frame = results.front(run_dir)
+    frame = results.high_tradeoff(run_dir) if settings.source == "high_tradeoff" else results.front(run_dir)
     return frame[frame["status"] == "ok"] if "status" in frame else frame
 
 
