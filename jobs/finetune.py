@@ -21,7 +21,9 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 
 def main() -> int:
     from pipeline.config import load_config
+    from pipeline.console import attach_run_log
     from pipeline.errors import ConfigError
+    from pipeline.preflight import check_pipeline_inputs
     from pipeline.stages import run_finetune_stage
 
     parser = job_argument_parser(__doc__.splitlines()[0])
@@ -34,6 +36,8 @@ def main() -> int:
     if args.arch:
         config.finetune.source = "explicit"
         config.finetune.archs = list(args.arch)
+    check_pipeline_inputs(config, ["finetune"], run_dir)  # the checkpoint and the data, before Ray starts
+    attach_run_log(run_dir)
     owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
     try:
         run_finetune_stage(config, run_dir)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.run_dir import RunDir  # noqa: E402
 from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
 
 
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.out:
+        RunDir(Path(args.out)).check_location()  # a file named as --out: one line, before any work
     import torch
 
     from pipeline.evaluate.ofav2_evaluator import open_run_for_generation

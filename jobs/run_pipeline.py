@@ -21,8 +21,7 @@ from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: 
 
 def main() -> int:
     from pipeline.config import load_config
-    from pipeline.evaluate.objectives import ofav2_objectives
-    from pipeline.generate.for_run import check_generate_settings
+    from pipeline.preflight import check_pipeline_inputs
     from pipeline.run_dir import check_run_dir, default_run_dir, open_run_dir
     from pipeline.stages import STAGES, check_stages, run_pipeline
 
@@ -36,11 +35,8 @@ def main() -> int:
         config = load_config(args.config, args.overrides)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     check_stages(stages)
-    if "search" in stages:
-        ofav2_objectives(config)  # unknown objectives or profiles fail before anything is written
-    if "generate" in stages:
-        check_generate_settings(config)
     run_dir = check_run_dir(Path(args.out) if args.out else default_run_dir(config), args.resume)
+    check_pipeline_inputs(config, stages, run_dir, args.resume)  # data, checkpoints, objectives: before Ray
     started = time.perf_counter()
     owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)  # a cluster that does not answer fails here,
     try:  # before the run directory is written, so the same command can simply be rerun

@@ -72,8 +72,9 @@ def build_evaluator(config, run_dir: Path):
 def search_supernet(config, run_dir: Path, resume: bool) -> int:
     """The ofav2 search of a trained run directory, on Ray actors (``pipeline.stages``)."""
     from pipeline.config import dump_config
+    from pipeline.console import attach_run_log
     from pipeline.errors import ConfigError
-    from pipeline.evaluate.objectives import ofav2_objectives
+    from pipeline.preflight import check_pipeline_inputs
     from pipeline.runtime import connect_ray
     from pipeline.stages import run_search_stage
 
@@ -81,10 +82,11 @@ def search_supernet(config, run_dir: Path, resume: bool) -> int:
     if not checkpoint.is_file():
         raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint {checkpoint}; run "
                           "jobs/train_supernet.py with the same --out first, or set evaluate.checkpoint")
-    ofav2_objectives(config)  # unknown objectives or profiles fail before Ray starts
+    check_pipeline_inputs(config, ["search"], run_dir)  # checkpoint, data, objectives fail before Ray starts
     owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
     try:
         dump_config(config, RunDir(run_dir).config_file)
+        attach_run_log(run_dir)
         summary = run_search_stage(config, run_dir.resolve(), resume)
     finally:
         if owns_ray:
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
     apply_flags(config, args)
-    run_dir = Path(args.out) if args.out else RunDir.default(config).root
+    run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check_location().root
     if config.search.space == "ofav2":
         return search_supernet(config, run_dir, args.resume)
     evaluator = build_evaluator(config, run_dir)

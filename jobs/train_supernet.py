@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_config  # noqa: E402
+from pipeline.preflight import check_pipeline_inputs  # noqa: E402
 from pipeline.run_dir import RunDir  # noqa: E402
 from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
 
@@ -24,6 +25,7 @@ def main() -> int:
     args = job_argument_parser(__doc__.splitlines()[1]).parse_args()
     config = load_config(args.config, args.overrides)
     run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
+    check_pipeline_inputs(config, ["train"])  # the data path's layout, before Ray starts
     started = connect_ray(config.ray.num_cpus, config.ray.namespace) if config.train.num_workers > 0 else False
     try:
         from pipeline.train import train_supernet

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig, dump_config, load_config
+from pipeline.console import attach_run_log
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.schema import utc_now
 
@@ -86,14 +87,22 @@ class RunDir:
     def holds_run(self) -> bool:
         return self.config_file.exists() or self.stages_file.exists()
 
+    def check_location(self) -> RunDir:
+        """Refuse a path that is a file, or lies under one; returns the directory made absolute."""
+        resolved = RunDir(self.root.resolve())
+        if resolved.root.exists() and not resolved.root.is_dir():
+            raise ConfigError(f"--out {resolved.root} is a file, not a run directory")
+        blocking = next((p for p in resolved.root.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ConfigError(f"--out {resolved.root}: {blocking} is a file, so no run directory can be made there")
+        return resolved
+
     def check(self, resume: bool) -> RunDir:
         """Refuse, without writing anything, a new run over an existing one or a resume of no run.
 
         Returns the directory with an absolute root (Ray Train needs absolute storage paths).
         """
-        resolved = RunDir(self.root.resolve())
-        if resolved.root.exists() and not resolved.root.is_dir():
-            raise ConfigError(f"--out {resolved.root} is a file, not a run directory")
+        resolved = self.check_location()
         if resume and not resolved.config_file.is_file():
             raise ConfigError(f"--resume: {resolved.root} holds no run ({resolved.config_file.name} is missing)")
         if not resume and resolved.holds_run():
@@ -105,7 +114,8 @@ class RunDir:
     def open(self, config: PipelineConfig | None, resume: bool) -> tuple[PipelineConfig, RunDir]:
         """Create (or, with ``resume``, reopen) the directory; return its config and itself.
 
-        On resume without a config, the stored ``config.yaml`` is used.
+        On resume without a config, the stored ``config.yaml`` is used. From here on the job's
+        output is also written to ``logs/<job>.log`` (``pipeline.console``).
         """
         run_dir = self.check(resume)
         if resume:
@@ -115,6 +125,7 @@ class RunDir:
                 raise ConfigError("a new run needs --config (or defaults)")
             run_dir.root.mkdir(parents=True, exist_ok=True)
         dump_config(config, run_dir.config_file)
+        attach_run_log(run_dir.root)
         return config, run_dir
 
     def stored_config(self) -> Path | None:

@@ -5,7 +5,11 @@
   leaves that alone. Token authentication stays on (``RAY_AUTH_MODE=token``).
 - ``connect_ray`` attaches to ``RAY_ADDRESS`` without sizing arguments, or starts a local Ray
   sized by config.
-- ``run_job`` turns a ``PipelineError`` into one line on stderr and exit status 2.
+- ``run_job`` runs a job's main inside the console capture (``pipeline.console``: ``--verbose``,
+  ``--quiet``, the copy in ``RUN_DIR/logs/``). A ``PipelineError``, also one raised inside a Ray
+  worker, actor or Tune trial (``pipeline.failures.user_error``), becomes one line on stderr and
+  exit status 2; any other error one line naming the stage, with the traceback in the log
+  (exit status 1). A job that opened a run directory ends with its summary.
 """
 
 from __future__ import annotations
@@ -14,15 +18,22 @@ import argparse
 import os
 import socket
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
-from pipeline.errors import ClusterError, PipelineError
+from pipeline.console import Level, announce, capture_console, run_log_path, write_log_only
+from pipeline.errors import ClusterError
+from pipeline.failures import describe_failure, first_line, user_error
 
 
 def prepare_ray_environment() -> None:
     """Set the Ray environment variables this project relies on (call before importing ray)."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Tune's new output engine prints its experiment box even at verbose=0; the legacy one is silent
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not os.environ.get("RAY_ADDRESS"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -77,7 +88,7 @@ def connect_ray(num_cpus: int | None = None, namespace: str = "nas") -> bool:
 
 
 def job_argument_parser(description: str) -> argparse.ArgumentParser:
-    """The common job arguments: ``--config``, ``--set``, ``--out``, ``--resume``."""
+    """The common job arguments: ``--config``, ``--set``, ``--out``, ``--resume``, ``--verbose``, ``--quiet``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", help="YAML config file (defaults are used when omitted)")
     parser.add_argument(
@@ -86,17 +97,62 @@ def job_argument_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", help="run directory (default: runs/<run.name>)")
     parser.add_argument("--resume", action="store_true", help="continue from the last completed step")
+    add_output_arguments(parser)
     return parser
 
 
-def run_job(main: Callable[[], int | None]) -> None:
-    """Run a job's main; user errors become one line on stderr and exit status 2."""
+def add_output_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--verbose`` (Ray's own logs too) and ``--quiet`` (stage headers, warnings, summary only)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--verbose", action="store_true", help="also show Ray's own log lines")
+    group.add_argument("--quiet", action="store_true", help="show only stage headers, warnings and the summary")
+    return parser
+
+
+def output_level(argv: list[str]) -> Level:
+    """The console level that ``argv``'s ``--verbose`` / ``--quiet`` ask for."""
+    known, _ = add_output_arguments(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+    return "verbose" if known.verbose else "quiet" if known.quiet else "normal"
+
+
+def _unexpected(exc: BaseException, job: str) -> str:
+    """Log the traceback (in the run's log, else a temporary file); one line pointing to it."""
+    text = "".join(traceback.format_exception(exc))
+    log_file = run_log_path()
+    if log_file is not None:
+        write_log_only(text)
+    else:
+        with tempfile.NamedTemporaryFile("w", prefix=f"{job}-error-", suffix=".log", delete=False) as handle:
+            handle.write(text)
+            log_file = Path(handle.name)
+    return describe_failure(exc, job, str(log_file))
+
+
+def _run_main(main: Callable[[], int | None], job: str) -> int:
     try:
-        status = main()
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        status = main() or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(status or 0)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line
+        found = user_error(exc)
+        if found is not None:
+            print(f"error: {first_line(found)}", file=sys.stderr)
+            return 2
+        print(f"error: {_unexpected(exc, job)}", file=sys.stderr)
+        return 1
+    log_file = run_log_path()
+    if status == 0 and log_file is not None:
+        from pipeline.summary import summary_lines
+
+        for line in summary_lines(log_file.parent.parent):
+            announce(line)
+    return status
+
+
+def run_job(main: Callable[[], int | None], job: str | None = None) -> None:
+    """Run a job's main in the console capture; failures become one line (see the module docstring)."""
+    job = job or Path(sys.argv[0]).stem
+    with capture_console(job, output_level(sys.argv[1:])):
+        status = _run_main(main, job)
+    sys.exit(status)

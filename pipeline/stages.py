@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError
+from pipeline.console import announce
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.failures import StageFailed
 from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 
@@ -101,12 +103,12 @@ def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
 
 # ---------------------------------------------------------------------------------- report
 def run_report_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Plots of every stage's results into ``plots/``."""
-    from pipeline.plots import plot_run
+    """Plots of every stage's results into ``plots/`` and the one-page ``report.html``."""
+    from pipeline.report import write_report
 
-    written = plot_run(run_dir)
-    _print("plots: " + ", ".join(str(p) for p in written))
-    return {"plots": len(written)}
+    page = write_report(run_dir)
+    _print(f"report: {page}")
+    return {"report": str(page)}
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Path, bool], dict[str, Any]]] = {
@@ -133,9 +135,14 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, resume: bool = False,
     summaries: dict[str, dict[str, Any]] = {}
     for index, stage in enumerate(stages, start=1):
         if stage in done:
-            _print(f"[{index}/{len(stages)}] {stage}: already completed, skipped")
+            announce(f"[{index}/{len(stages)}] {stage}: already completed, skipped")
             continue
-        _print(f"[{index}/{len(stages)}] {stage} ...")
-        summaries[stage] = STAGE_FUNCTIONS[stage](config, run_dir, resume)
+        announce(f"[{index}/{len(stages)}] {stage} ...")
+        try:
+            summaries[stage] = STAGE_FUNCTIONS[stage](config, run_dir, resume)
+        except PipelineError:
+            raise
+        except Exception as exc:  # a failure inside Ray or a bug: named by its stage (pipeline.failures)
+            raise StageFailed(stage, exc) from exc
         RunDir(run_dir).mark_completed(stage, **{k: v for k, v in summaries[stage].items() if v is not None})
     return summaries

@@ -1,8 +1,12 @@
 """The bad-input catalogue: every case gets one clear line, a non-zero exit, no traceback,
 and leaves no output file that looks complete.
 
-Each case runs a real job as a subprocess, the way a user would. Cases are chosen to fail
-before any long work, so the whole catalogue takes seconds per case.
+Each case runs a real job as a subprocess, the way a user would, with the default worker counts
+of ``jobs/configs/pipeline_tiny.yaml``. Cases are chosen to fail before any long work: most are
+caught by the driver's checks before Ray starts (``pipeline.preflight``), so the whole catalogue
+takes seconds per case; the few marked ``through Ray`` fail inside a Ray Train worker, the way a
+file that only reading reveals as bad does, and check that the error still reaches the user as
+its one line.
 """
 
 from __future__ import annotations
@@ -71,6 +75,24 @@ def _wrong_layout(tmp: Path) -> None:
     _write(tmp / "data" / "README.txt", "not tiny imagenet")
 
 
+def _loose_images(tmp: Path) -> None:
+    _write(tmp / "images" / "a.png", b"")  # images, but no class folders
+
+
+def _truncated_cifar(tmp: Path) -> None:
+    """The CIFAR-10 layout complete to the listing, each file garbage: only reading finds out."""
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        _write(tmp / "cifar" / "cifar-10-batches-py" / name, b"truncated download")
+
+
+def _binary_config(tmp: Path) -> None:
+    _write(tmp / "model.yaml", bytes(range(128, 256)) * 4)
+
+
+def _regular_file(tmp: Path) -> None:
+    _write(tmp / "results.txt", "a file, not a directory")
+
+
 def _negative_epochs_config(tmp: Path) -> None:
     _write(tmp / "neg.yaml", "train:\n  phases:\n    - name: full\n      parts:\n        - {epochs: -1, lr: 0.1}\n")
 
@@ -94,12 +116,28 @@ CASES = [
     Case("missing config file", lambda t: ["jobs/run_pipeline.py", "--config", str(t / "nope.yaml"),
                                            "--out", str(t / "run")], "does not exist"),
     Case("missing data path", lambda t: ["jobs/train_supernet.py", "--config", TINY, "--set", "data.dataset=cifar10",
-                                         "--set", f"data.path={t / 'no_such_dir'}", "--set", "train.num_workers=0",
-                                         "--out", str(t / "run")], "no_such_dir"),
+                                         "--set", f"data.path={t / 'no_such_dir'}", "--out", str(t / "run")],
+         "no_such_dir"),
+    Case("missing data path for the pipeline", lambda t: [
+        "jobs/run_pipeline.py", "--config", TINY, "--set", "data.dataset=cifar10",
+        "--set", f"data.path={t / 'no_such_dir'}", "--out", str(t / "run")], "no_such_dir"),
     Case("data directory of the wrong layout", lambda t: [
         "jobs/train_supernet.py", "--config", TINY, "--set", "data.dataset=tinyimagenet",
-        "--set", f"data.path={t / 'data'}", "--set", "train.num_workers=0", "--out", str(t / "run")],
-        "tiny-imagenet-200", setup=_wrong_layout),
+        "--set", f"data.path={t / 'data'}", "--out", str(t / "run")], "tiny-imagenet-200", setup=_wrong_layout),
+    Case("folder data path with no class folders", lambda t: [
+        "jobs/run_pipeline.py", "--config", TINY, "--set", "data.dataset=folder",
+        "--set", f"data.path={t / 'images'}", "--out", str(t / "run")], "class folders", setup=_loose_images),
+    Case("data files that only reading finds bad (through Ray)", lambda t: [
+        "jobs/train_supernet.py", "--config", TINY, "--set", "data.dataset=cifar10",
+        "--set", f"data.path={t / 'cifar'}", "--out", str(t / "run")], "cannot read", setup=_truncated_cifar),
+    Case("config file that is not UTF-8 text", lambda t: ["jobs/run_pipeline.py", "--config", str(t / "model.yaml"),
+                                                          "--out", str(t / "run")], "not UTF-8", setup=_binary_config),
+    Case("--out naming an existing regular file", lambda t: ["jobs/run_pipeline.py", "--config", TINY,
+                                                             "--out", str(t / "results.txt")], "is a file",
+         setup=_regular_file),
+    Case("--out under an existing regular file", lambda t: ["jobs/train_supernet.py", "--config", TINY,
+                                                            "--out", str(t / "results.txt" / "run")], "is a file",
+         setup=_regular_file),
     Case("unreadable checkpoint", lambda t: ["jobs/finetune.py", "--out", str(t / "run")], "supernet.pt",
          setup=_garbage_checkpoint),
     Case("foreign checkpoint", lambda t: ["jobs/finetune.py", "--out", str(t / "run")], "supernet.pt",

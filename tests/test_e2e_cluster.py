@@ -91,3 +91,42 @@ def test_ray_job_submit_runs_the_pipeline_on_labelled_nodes(labelled_cluster, tm
     assert list((run_dir / "fronts").glob("iter_*.parquet"))
     assert list((run_dir / "models").glob("*.onnx"))
     assert (run_dir / "plots" / "front.png").is_file()
+    _check_what_the_user_saw(submitted.stdout, run_dir)
+    _check_report(run_dir)
+
+
+def _check_what_the_user_saw(output: str, run_dir: Path) -> None:
+    """One line per epoch, each once; no Ray Train/Tune chatter; the log in RUN_DIR/logs has it all."""
+    epochs = int(pd.read_parquet(run_dir / "train_metrics.parquet")["total_epochs"].iloc[0])
+    log = (run_dir / "logs" / "run_pipeline.log").read_text()
+    for text in (output, log):
+        for epoch in range(1, epochs + 1):
+            lines = [line for line in text.splitlines() if f"[train] epoch {epoch}/{epochs} " in line]
+            assert len(lines) == 1, (epoch, lines)
+    for chatter in ("TrainingReport(", "Checkpoint successfully created", "PreemptionWatcher", "Trial status"):
+        assert chatter not in output, chatter
+    assert "TrainingReport(" in log  # Ray's own lines are kept in the log, only hidden from the console
+    assert "summary: run directory" in output and "[finetune] 1/" in output
+
+
+def _check_report(run_dir: Path) -> None:
+    """report.html: self-contained (plots inline, no network), the front as a sortable table."""
+    page = (run_dir / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') >= 3
+    assert "http://" not in page and "https://" not in page
+    table = page[page.index('<table class="sortable" id="front">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(pd.read_parquet(run_dir / "front.parquet"))
+    _screenshot(run_dir / "report.html")
+
+
+def _screenshot(page: Path) -> None:
+    """Render the page in headless Chromium when the machine has one (a test artifact in RUN_DIR)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        print("no chromium on this machine: report.html not rendered in a browser")
+        return
+    shot = page.with_suffix(".png")
+    rendered = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                               "--window-size=1200,2400", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0 and shot.stat().st_size > 10_000, rendered.stderr[-2000:]

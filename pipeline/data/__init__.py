@@ -20,8 +20,8 @@ from pipeline.config import DatasetName
 from pipeline.data.augment import eval_transform, normalize, random_resized_crop_flip, resize, train_transform
 from pipeline.data.batching import ElasticResolutionSampler, choose_resolution, iterate_batches, num_batches
 from pipeline.data.builtin import load_digits_splits, load_synthetic_splits
-from pipeline.data.cifar import load_cifar10_splits, load_cifar100_splits
-from pipeline.data.images import load_folder_splits, load_tinyimagenet_splits
+from pipeline.data.cifar import cifar10_root, cifar100_root, load_cifar10_splits, load_cifar100_splits
+from pipeline.data.images import folder_listing, load_folder_splits, load_tinyimagenet_splits, tinyimagenet_listing
 from pipeline.data.splits import Splits, TrainingHoldOut, calibration_subset, hold_out_from_train
 from pipeline.errors import DataError
 
@@ -60,6 +60,24 @@ def load_splits(
     raise DataError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
+def check_data(data_cfg: DataConfig) -> None:
+    """Raise the ``DataError`` the loader would, from the path's listing alone (no image is read).
+
+    The driver runs this before Ray starts, so a missing path or a wrong layout is one line at once
+    instead of a failure inside a Ray Train worker; the workers' loaders run the same checks.
+    """
+    if data_cfg.dataset == "cifar10":
+        cifar10_root(data_cfg.path)
+    elif data_cfg.dataset == "cifar100":
+        cifar100_root(data_cfg.path)
+    elif data_cfg.dataset == "tinyimagenet":
+        tinyimagenet_listing(data_cfg.path)
+    elif data_cfg.dataset == "folder":
+        folder_listing(data_cfg.path, data_cfg.image_size)
+    elif data_cfg.dataset not in DATASETS:
+        raise DataError(f"unknown data set {data_cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
 def load_splits_from_config(data_cfg: DataConfig, seed: int = 0) -> Splits:
     """``load_splits`` with the fields of a ``pipeline.config.DataConfig`` (and the run seed)."""
     return load_splits(
@@ -80,6 +98,7 @@ __all__ = [
     "Splits",
     "TrainingHoldOut",
     "calibration_subset",
+    "check_data",
     "choose_resolution",
     "eval_transform",
     "hold_out_from_train",

@@ -84,10 +84,23 @@ def _names(meta: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(key, []))
 
 
+CIFAR10_BATCHES = tuple(f"data_batch_{index}" for index in range(1, 6))
+
+
+def cifar10_root(path: str | None) -> Path:
+    """The CIFAR-10 directory under ``path`` once its files are all there (no file is read)."""
+    return _resolve(path, CIFAR10_DIR, CIFAR10_LAYOUT, CIFAR10_BATCHES + ("test_batch", "batches.meta"))
+
+
+def cifar100_root(path: str | None) -> Path:
+    """The CIFAR-100 directory under ``path`` once its files are all there (no file is read)."""
+    return _resolve(path, CIFAR100_DIR, CIFAR100_LAYOUT, ("train", "test", "meta"))
+
+
 def load_cifar10_splits(path: str | None, val_fraction: float, seed: int) -> Splits:
     """CIFAR-10: 50,000 training images (minus the validation share) and the 10,000 test images."""
-    batches = tuple(f"data_batch_{index}" for index in range(1, 6))
-    root = _resolve(path, CIFAR10_DIR, CIFAR10_LAYOUT, batches + ("test_batch", "batches.meta"))
+    batches = CIFAR10_BATCHES
+    root = cifar10_root(path)
     parts = [_batch_arrays(_read_pickle(root / name, CIFAR10_LAYOUT), "labels", root / name, CIFAR10_LAYOUT)
              for name in batches]
     test_images, test_labels = _batch_arrays(
@@ -109,7 +122,7 @@ def load_cifar10_splits(path: str | None, val_fraction: float, seed: int) -> Spl
 
 def load_cifar100_splits(path: str | None, val_fraction: float, seed: int) -> Splits:
     """CIFAR-100 with its 100 fine labels: 50,000 training and 10,000 test images."""
-    root = _resolve(path, CIFAR100_DIR, CIFAR100_LAYOUT, ("train", "test", "meta"))
+    root = cifar100_root(path)
     train_images, train_labels = _batch_arrays(
         _read_pickle(root / "train", CIFAR100_LAYOUT), "fine_labels", root / "train", CIFAR100_LAYOUT
     )

@@ -86,8 +86,8 @@ def _resolve_tiny(path: str | None) -> Path:
     raise DataError(f"data path {root} is not in the expected layout: {TINY_LAYOUT}")
 
 
-def load_tinyimagenet_splits(path: str | None, val_fraction: float, seed: int) -> Splits:
-    """Tiny ImageNet: 200 classes of 64 x 64 images; official val = our test split."""
+def tinyimagenet_listing(path: str | None) -> tuple[Path, list[str], list[Path], list[int]]:
+    """The Tiny ImageNet root, its wnids and training files with labels (listed, not read)."""
     root = _resolve_tiny(path)
     wnids = [line.strip() for line in (root / "wnids.txt").read_text().splitlines() if line.strip()]
     if len(wnids) < 2 or len(set(wnids)) != len(wnids):
@@ -102,6 +102,13 @@ def load_tinyimagenet_splits(path: str | None, val_fraction: float, seed: int) -
             raise DataError(f"no training images in {folder}; expected {TINY_LAYOUT}")
         train_paths += files
         train_labels += [class_index[wnid]] * len(files)
+    return root, wnids, train_paths, train_labels
+
+
+def load_tinyimagenet_splits(path: str | None, val_fraction: float, seed: int) -> Splits:
+    """Tiny ImageNet: 200 classes of 64 x 64 images; official val = our test split."""
+    root, wnids, train_paths, train_labels = tinyimagenet_listing(path)
+    class_index = {wnid: index for index, wnid in enumerate(wnids)}
     test_paths: list[Path] = []
     test_labels: list[int] = []
     annotations = root / "val" / "val_annotations.txt"
@@ -147,8 +154,8 @@ def _class_tree(folder: Path, classes: list[str] | None) -> tuple[list[str], lis
     return classes, paths, labels
 
 
-def load_folder_splits(path: str | None, val_fraction: float, seed: int, image_size: int = 32) -> Splits:
-    """A class-per-folder image tree resized to ``image_size``; see the module docstring for layouts."""
+def folder_listing(path: str | None, image_size: int = 32) -> tuple[Path, list[str], list[Path], list[int]]:
+    """The folder data set's root, classes and training files with labels (listed, not read)."""
     if path is None:
         raise DataError(f"data.path is required for the folder data set; expected {FOLDER_LAYOUT}")
     if image_size < 8:
@@ -163,6 +170,13 @@ def load_folder_splits(path: str | None, val_fraction: float, seed: int, image_s
     empty = [name for index, name in enumerate(classes) if index not in set(train_labels)]
     if empty:
         raise DataError(f"data path {root}: class folder(s) {empty} hold no images; expected {FOLDER_LAYOUT}")
+    return root, classes, train_paths, train_labels
+
+
+def load_folder_splits(path: str | None, val_fraction: float, seed: int, image_size: int = 32) -> Splits:
+    """A class-per-folder image tree resized to ``image_size``; see the module docstring for layouts."""
+    root, classes, train_paths, train_labels = folder_listing(path, image_size)
+    has_train = (root / "train").is_dir()
     test_images: torch.Tensor | None = None
     test_tensor_labels: torch.Tensor | None = None
     if has_train:

@@ -26,6 +26,7 @@ from pipeline.config import PipelineConfig
 from pipeline.run_dir import RunDir
 from pipeline.runtime import prepare_ray_environment
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
+from pipeline.train.progress import epoch_lines
 from pipeline.train.workers import torch_trainer
 
 RUN_FILE = "run.json"
@@ -72,7 +73,8 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) 
         failure_config=FailureConfig(max_failures=train.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),
     ))
-    result = trainer.fit()
+    with epoch_lines(RunDir(run_dir).train_metrics):  # one line per epoch, from rank 0's published file
+        result = trainer.fit()
     metrics = dict(result.metrics or {})
     metrics["run_name"] = name
     metrics["supernet_path"] = str(RunDir(run_dir).supernet)

@@ -34,6 +34,7 @@ from torch import nn
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import DataConfig, FinetuneConfig, PipelineConfig
+from pipeline.console import current_level, progress_reporter
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
@@ -48,6 +49,7 @@ from pipeline.supernet.export import export_onnx, ort_session
 from pipeline.train.evaluation import count_correct
 from pipeline.train.losses import multi_exit_loss
 from pipeline.train.optim import parameter_groups
+from pipeline.train.progress import TrialLines
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -292,18 +294,21 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
         "rows_dir": str(rows_dir),
     }
     resources = {"cpu": settings.cpus_per_trial, "gpu": 1.0 if settings.use_gpu else 0.0}
-    tuner = tune.Tuner(
-        tune.with_resources(_tune_trial, resources),
-        param_space={**base, "arch": tune.grid_search(list(archs))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials),
-        run_config=tune.RunConfig(
-            name=f"finetune-{run_id}-{int(time.time() * 1000)}",
-            storage_path=str(RunDir(run_dir).tune_storage),
-            verbose=1,
-        ),
-    )
+    with progress_reporter(len(archs), "finetune") as report:
+        tuner = tune.Tuner(
+            tune.with_resources(_tune_trial, resources),
+            param_space={**base, "arch": tune.grid_search(list(archs))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials),
+            run_config=tune.RunConfig(
+                name=f"finetune-{run_id}-{int(time.time() * 1000)}",
+                storage_path=str(RunDir(run_dir).tune_storage),
+                verbose=1 if current_level() == "verbose" else 0,  # else one line per trial, no table
+                callbacks=[TrialLines(len(archs), report)],
+            ),
+        )
+        results = tuner.fit()
     rows = []
-    for result in tuner.fit():
+    for result in results:
         arch = result.config["arch"]
         if result.error is None and result.metrics.get("done"):
             rows.append(_finished_row(space, arch, run_id, result.metrics))

@@ -66,7 +66,7 @@ from pipeline.train.distributed import (
 )
 from pipeline.train.evaluation import DataView, evaluate_subnet
 from pipeline.train.optim import make_optimizer
-from pipeline.train.publish import format_progress, publish_epoch
+from pipeline.train.publish import publish_epoch
 from pipeline.train.schedule import (
     PartPlan,
     build_plan,
@@ -364,8 +364,7 @@ class SupernetTrainer:
                     "phase": part.phase, "part": part.part_index + 1, "epoch": state.global_epoch,
                     "top1_max": scores["top1_max"], "dropout": self.config.supernet.dropout,
                     **self._cream_record(),
-                })
-                print(format_progress(metrics), flush=True)
+                })  # the driver prints the epoch's line from this file (train.progress)
             self.checkpoint(metrics)
         return metrics
 

@@ -1,0 +1,75 @@
+"""Checks the driver runs before Ray starts, so that bad input is one line at once.
+
+Everything a Ray Train worker, an evaluator actor or a Tune trial would otherwise find out minutes
+later (after Ray has started, with a wall of frames) is checked here first, with the same code the
+workers run: the data path's listing (``pipeline.data.check_data``), the supernet checkpoint a
+stage reads (readable, of this project, of the configured space), the search objectives and
+profiles, and the generate stage's budgets. Each check raises the ``PipelineError`` the worker
+would have raised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import CheckpointError
+from pipeline.run_dir import RunDir
+
+#: stages that read the training data (the search and generate stages measure top-1 on it)
+DATA_STAGES = frozenset({"train", "search", "generate", "finetune"})
+#: stages that read the trained supernet
+SUPERNET_STAGES = frozenset({"search", "generate", "finetune"})
+
+
+def check_supernet_checkpoint(path: str | Path, config: PipelineConfig | None = None) -> None:
+    """Raise a ``CheckpointError`` unless ``path`` is a readable supernet of ``config``'s space."""
+    from pipeline.supernet.builder import build_space
+    from pipeline.supernet.checkpoint import load_supernet
+
+    net, _ = load_supernet(path)
+    if config is None:
+        return
+    stored = json.loads(json.dumps(net.space.options()))
+    wanted = json.loads(json.dumps(build_space(config.supernet).options()))
+    differing = [key for key in wanted if stored.get(key) != wanted[key]]
+    if differing:
+        key = differing[0]
+        raise CheckpointError(f"supernet checkpoint {path} was trained for another space: supernet.{key} is "
+                              f"{stored.get(key)!r} there but {wanted[key]!r} in the config")
+
+
+def check_pipeline_inputs(config: PipelineConfig, stages: Sequence[str], run_dir: Path | None = None,
+                          resume: bool = False) -> None:
+    """Check what ``stages`` will read, before Ray starts (see the module docstring).
+
+    The supernet is checked only when no stage in ``stages`` trains it, or when a resumed run
+    has already trained it.
+    """
+    from pipeline.data import check_data
+
+    stages = list(stages)
+    if DATA_STAGES.intersection(stages):
+        check_data(config.data)
+    if "search" in stages:
+        from pipeline.evaluate.objectives import ofav2_objectives
+
+        ofav2_objectives(config)  # unknown objectives or profiles
+    if "generate" in stages:
+        from pipeline.generate.for_run import check_generate_settings
+
+        check_generate_settings(config)
+    if run_dir is None or not SUPERNET_STAGES.intersection(stages):
+        return
+    if "train" in stages and not (resume and "train" in RunDir(run_dir).completed_stages()):
+        return  # this job trains the supernet first
+    own = RunDir(run_dir).supernet
+    checkpoints = []
+    if "search" in stages:  # the search may read another run's supernet (evaluate.checkpoint)
+        checkpoints.append(Path(config.evaluate.checkpoint) if config.evaluate.checkpoint else own)
+    if {"generate", "finetune"}.intersection(stages):
+        checkpoints.append(own)
+    for checkpoint in dict.fromkeys(checkpoints):
+        check_supernet_checkpoint(checkpoint, config)

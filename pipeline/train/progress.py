@@ -1,0 +1,115 @@
+"""The driver's view of supernet training: one line per epoch, printed once.
+
+Rank 0 publishes ``RUN_DIR/train_metrics.parquet`` atomically after every epoch (``publish``).
+``epoch_lines`` watches that file from the driver while ``trainer.fit()`` runs and reports each new
+row once, through ``pipeline.console.progress_reporter`` (a tqdm bar on a terminal, plain lines
+otherwise). Workers print nothing themselves: Ray would forward their lines with a prefix (Ray
+Train V2 even twice, through its print patch), and a ``--quiet`` run would show them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+from ray.tune import Callback
+
+from pipeline.console import progress_reporter
+from pipeline.train.publish import format_progress
+
+
+class _Watcher:
+    """Polls the metrics file; reports rows past ``seen`` (a retried epoch is reported again)."""
+
+    def __init__(self, path: Path, report) -> None:
+        self.path = path
+        self.report = report
+        self.stamp: float | None = None
+        self.seen = len(self.read()) if path.is_file() else 0
+        self.stamp = self.mtime()
+
+    def mtime(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def read(self) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(self.path)
+        except Exception:  # noqa: BLE001 - missing or being replaced: read it next time
+            return pd.DataFrame()
+
+    def poll(self) -> None:
+        stamp = self.mtime()
+        if stamp is None or stamp == self.stamp:
+            return
+        self.stamp = stamp
+        frame = self.read()
+        if len(frame) < self.seen:  # a worker failure rolled the history back to a checkpoint
+            self.seen = len(frame)
+        for row in frame.iloc[self.seen:].to_dict("records"):
+            self.report(format_progress(row), total=int(row.get("total_epochs") or 0) or None)
+        self.seen = max(self.seen, len(frame))
+
+
+@contextmanager
+def epoch_lines(metrics_path: str | Path, poll_s: float = 0.5) -> Iterator[None]:
+    """Report every epoch that lands in ``metrics_path`` while the block runs (see the docstring)."""
+    stop = threading.Event()
+    with progress_reporter(0, "train") as report:
+        watcher = _Watcher(Path(metrics_path), report)
+
+        def watch() -> None:
+            while not stop.wait(poll_s):
+                watcher.poll()
+
+        thread = threading.Thread(target=watch, name="epoch-lines", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            watcher.poll()
+
+
+
+class TrialLines(Callback):
+    """A Ray Tune callback: one line per finished fine-tuning trial, through ``report(line, total=)``.
+
+    Tune pickles its callbacks with the experiment state, so the reporter (which holds the
+    terminal) is dropped from the pickled state; an unpickled copy prints plain lines.
+    """
+
+    def __init__(self, total: int, report: Callable[..., None]) -> None:
+        self.total = total
+        self.finished = 0
+        self.report = report
+
+    def __getstate__(self) -> dict:
+        return {"total": self.total, "finished": self.finished}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.report = _print_line
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.finished += 1
+        row = trial.last_result or {}
+        top1, params = row.get("top1", float("nan")), row.get("params_m", float("nan"))
+        self.report(f"[finetune] {self.finished}/{self.total} {row.get('arch_id', trial.trial_id)}: "
+                    f"top-1 {top1:.2f}% params {params:.3f} M, {row.get('best_epochs', '?')} epoch(s), "
+                    f"ONNX {Path(str(row.get('onnx_path', '?'))).name}", total=self.total)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.finished += 1
+        self.report(f"[finetune] {self.finished}/{self.total} trial {trial.trial_id} failed "
+                    f"(details in {trial.local_path or 'the Tune storage'})", total=self.total)
+
+
+def _print_line(line: str, total: int | None = None) -> None:
+    print(line, flush=True)
