@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,10 +80,10 @@ def test_tuner_with_natv2search_beats_random_search_at_the_same_count(ray_local,
     def trainable(config: dict) -> None:  # looks the architecture up in the table
         tune.report({"top1": accuracy[space.to_text(config["arch"])]})
 
-    searcher = _searcher(evaluator, evaluations=100)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=100),
+    searcher = _searcher(evaluator, evaluations=100, settings=replace(FAST, initial_size=20))
+    tuner = tune.Tuner(  # a table look-up is light: a quarter CPU per trial, actors reused
+        tune.with_resources(trainable, {"cpu": 0.25}),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=100, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()

@@ -8,6 +8,8 @@ For Ray Tune users who already have a trainable that measures an architecture::
     searcher = NATv2Search("natsbench", objectives=["top1:max", "params_m:min"],
                            cheap_metrics=exact_costs, max_evaluations=100, seed=0)
     tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=100))
+    # light trainables (a table look-up): tune.with_resources(trainable, {"cpu": 0.25}) and
+    # reuse_actors=True, or every trial pays for a new worker process
     tuner.fit()
 
 Each trial's config is ``{"arch": <architecture dict>}`` (plus any fixed ``param_space`` keys);
