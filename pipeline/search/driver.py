@@ -4,7 +4,9 @@
 ``Evaluator`` measure them, tells the engine, and after every iteration calls the callbacks in
 order: supernet adaptation (then the archive is asked again, re-measured and told), the log line,
 the per-iteration front (``sink.write_front``) and the saved state (``search_state.json``), so a
-stopped run resumes from its last completed iteration.
+stopped run resumes from its last completed iteration. Latency predictors that offer
+``held_out_error()`` have it logged per iteration (``latency_pred_mape@<profile>``,
+``latency_pred_within10@<profile>`` in ``search_history.parquet``).
 
 Each result row is persisted once, with its true iteration and source: an evaluator that writes
 its own rows (``persists_rows``: the actor-backed ``ofav2`` evaluator streams them to the archive
@@ -108,10 +110,19 @@ class SearchRunner:
             self.adapt(engine.adaptation_archs())
             self._tell(engine.ask_reevaluation())
         entry = engine.history[-1]
+        entry.update(self._predictor_errors())
         self.log(log_line(entry, engine.settings.max_evaluations))
         self.sink.write_front(engine.iteration)
         save_state(self.run_dir, engine.state_dict())
         return entry
+
+    def _predictor_errors(self) -> dict[str, float]:
+        """Each latency predictor's held-out error on what has been measured so far (where it offers one)."""
+        errors: dict[str, float] = {}
+        for predictor in self.engine.latency_predictors.values():
+            if hasattr(predictor, "held_out_error"):
+                errors.update(predictor.held_out_error())
+        return errors
 
     def _tell(self, candidates: list[Candidate]) -> None:
         results = self._evaluate(candidates)
