@@ -2,8 +2,8 @@
 
 Every figure is tied to its settings: execution provider, ``intra_op_num_threads`` (one
 inter-op thread, sequential execution), graph optimisation level ``ORT_ENABLE_ALL``, batch size and
-resolution. The model is run ``warmup`` times untimed, then ``repeats`` times timed one by one
-with ``time.perf_counter_ns``; the result is the median, the 90th percentile and the coefficient
+resolution; the session comes from ``pipeline.onnx_runtime.ort_session``, the one factory. The
+model is run ``warmup`` times untimed, then ``repeats`` times timed one by one with ``time.perf_counter_ns``; the result is the median, the 90th percentile and the coefficient
 of variation (population standard deviation / mean) of the repeats, the last being the noise
 check. On CUDA / TensorRT the input and output stay on the device through IO binding and every
 timed run ends with ``synchronize_outputs``, so the time covers the work, not just the launch.
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import HardwareProfile
-from pipeline.evaluate.profiles import execution_providers, latency_metrics, profile_threads
+from pipeline.evaluate.profiles import latency_metrics, profile_threads
+from pipeline.onnx_runtime import ort_session
 
-GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
+GRAPH_OPTIMIZATION = "all"  # ORT_ENABLE_ALL
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,8 @@ class LatencyStats:
 
 def open_session(path: str | Path, profile: HardwareProfile):
     """An ``InferenceSession`` with the profile's provider and fixed thread / optimisation settings."""
-    import onnxruntime as ort
-
-    providers = execution_providers(profile)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = profile_threads(profile)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    return ort_session(path, profile.provider, profile_threads(profile), GRAPH_OPTIMIZATION, "sequential",
+                       who=f"hardware profile {profile.name!r}")
 
 
 def time_session(session, batch: np.ndarray, warmup: int, repeats: int) -> LatencyStats:
