@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.atomic import write_parquet_atomic  # noqa: E402
 from pipeline.config import HardwareProfile, PipelineConfig, load_config  # noqa: E402
-from pipeline.runtime import connect_ray, job_argument_parser, prepare_ray_environment, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser, prepare_ray_environment, ray_session, run_job  # noqa: E402
 
 TARGETS = {
     "eval_scaling": (">=", 1.7),
@@ -283,15 +283,9 @@ def main() -> int:
         work = Path(tmp)
         # 3 logical CPUs: the 1-actor and the 2-actor pools stay alive side by side (one idles
         # while the other is timed), each actor reserving one CPU and running one thread.
-        started = connect_ray(max(3, config.ray.num_cpus or 3), config.ray.namespace)
-        try:
+        with ray_session(config.ray, num_cpus=max(3, config.ray.num_cpus or 3)):
             results["eval_scaling"] = eval_scaling(config, work / "scaling", size)
             results["archive_ingest_rows_per_s"], results["archive_write_s"] = archive_ingest(config, work, size)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
         results["latency_cv_median"] = latency_cv(config, work, size)
         results["latency_pred_within10"] = latency_prediction(config, work, size)
         results["dispatch_overhead_ms"] = dispatch_overhead(config, work, size)

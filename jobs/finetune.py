@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
 
 
 def main() -> int:
@@ -34,14 +34,8 @@ def main() -> int:
     if args.arch:
         config.finetune.source = "explicit"
         config.finetune.archs = list(args.arch)
-    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
-    try:
+    with ray_session(config.ray):
         run_finetune_stage(config, run_dir)
-    finally:
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
     return 0
 
 
