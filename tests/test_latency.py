@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import EvaluateConfig, HardwareProfile
 from pipeline.errors import ProfileError
-from pipeline.evaluate.latency import LatencyStats
+from pipeline.evaluate.latency import LatencyStats, median_rse, time_until_stable
 from pipeline.evaluate.predictor import LatencyPredictor
 from pipeline.evaluate.profiles import actor_options, execution_providers, latency_metrics, resolve_profiles
 from pipeline.space.ofav2 import OFAv2Space
@@ -67,3 +67,58 @@ def test_predictor_learns_a_structural_latency_law():
     assert np.median(predictor.relative_errors(archs[120:], latencies[120:])) < np.median(constant) / 3
     with pytest.raises(ValueError, match="at least 3"):
         LatencyPredictor.fit(space, archs[:2], latencies[:2])
+
+
+class _FakeClock:
+    """A clock that each run advances by the next drawn duration (ms), so timing is deterministic."""
+
+    def __init__(self, durations_ms: np.ndarray):
+        self.durations, self.now, self.runs = iter(durations_ms), 0, 0
+
+    def run(self) -> None:
+        self.now += int(next(self.durations) * 1e6)
+        self.runs += 1
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def test_median_rse_is_the_normal_approximation_from_the_mad():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(10.0, 0.5, 4000)
+    assert median_rse(samples) == pytest.approx(1.2533 * 0.5 / np.sqrt(4000) / 10.0, rel=0.1)
+    with_outliers = np.concatenate([samples, np.full(40, 1e3)])  # 1% slow runs barely move it
+    assert median_rse(with_outliers) == pytest.approx(median_rse(samples), rel=0.05)
+    assert median_rse(np.array([1.0, 2.0])) == float("inf")
+
+
+@pytest.mark.parametrize("noise, stops_at", [(0.001, "min"), (0.08, "between"), (2.0, "cap")])
+def test_timing_stops_once_the_running_median_is_stable(noise, stops_at):
+    rng = np.random.default_rng(1)
+    clock = _FakeClock(5.0 * rng.lognormal(0.0, noise, 10_000))
+    stats = time_until_stable(clock.run, warmup=3, repeats=20, max_repeats=600, target_rse=0.01, clock=clock)
+    assert clock.runs == 3 + stats.repeats
+    if stops_at == "min":
+        assert stats.repeats == 20 and stats.rse < 0.01
+    elif stops_at == "between":
+        assert 20 < stats.repeats < 600 and stats.rse < 0.01
+    else:
+        assert stats.repeats == 600 and stats.rse >= 0.01
+    assert stats.median_ms == pytest.approx(5.0, rel=max(0.05, 3 * stats.rse))
+    exact = time_until_stable(_FakeClock(np.full(50, 2.0)).run, 0, 30)  # no rule: exactly ``repeats``
+    assert exact.repeats == 30
+
+
+def test_session_options_fix_every_setting_of_the_profile():
+    import onnxruntime as ort
+
+    from pipeline.onnx_runtime import session_options
+
+    options = session_options(1, "basic", "parallel", allow_spinning=False)
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(2, allow_spinning=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    with pytest.raises(ProfileError, match="execution mode 'fast'"):
+        session_options(1, execution_mode="fast")
