@@ -8,7 +8,7 @@ import pytest
 from pipeline.config import EvaluateConfig, HardwareProfile
 from pipeline.errors import ProfileError
 from pipeline.evaluate.latency import LatencyStats, median_rse, time_until_stable
-from pipeline.evaluate.predictor import LatencyPredictor
+from pipeline.evaluate.predictor import LatencyPredictor, held_out_error
 from pipeline.evaluate.profiles import actor_options, execution_providers, latency_metrics, resolve_profiles
 from pipeline.space.ofav2 import OFAv2Space
 
@@ -50,17 +50,21 @@ def test_latency_stats_median_p90_cv():
     assert stats.metrics("cpu") == dict(zip(latency_metrics("cpu"), [3.0, pytest.approx(7.6), stats.cv], strict=True))
 
 
-def test_predictor_learns_a_structural_latency_law():
+def _law(space, arch):  # a per-block cost that grows with kernel, expand and resolution, plus a fixed cost
+    used = space.used_blocks(arch)
+    work = sum(k * k * e for k, e, u in zip(arch["kernels"], arch["expands"], used, strict=True) if u)
+    return 0.2 + 2e-5 * work * arch["resolution"] ** 2 + 0.01 * sum(used)
+
+
+def _measured(count: int, noise: float, seed: int = 0):
     space = OFAv2Space(**TINY)
-    rng = np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(160)]
+    rng = np.random.default_rng(seed)
+    archs = [space.sample(rng) for _ in range(count)]
+    return space, archs, np.array([_law(space, a) for a in archs]) * rng.lognormal(0.0, noise, count)
 
-    def law(arch):  # a per-block cost that grows with kernel, expand and resolution, plus a fixed cost
-        used = space.used_blocks(arch)
-        work = sum(k * k * e for k, e, u in zip(arch["kernels"], arch["expands"], used, strict=True) if u)
-        return 0.2 + 2e-5 * work * arch["resolution"] ** 2 + 0.01 * sum(used)
 
-    latencies = np.array([law(a) for a in archs]) * rng.lognormal(0.0, 0.02, len(archs))
+def test_predictor_learns_a_structural_latency_law():
+    space, archs, latencies = _measured(160, 0.02)
     predictor = LatencyPredictor.fit(space, archs[:120], latencies[:120])
     assert predictor.within_fraction(archs[120:], latencies[120:], tol=0.10) >= 0.9
     constant = np.abs(np.median(latencies[:120]) - latencies[120:]) / latencies[120:]
@@ -122,3 +126,39 @@ def test_session_options_fix_every_setting_of_the_profile():
     assert session_options(2, allow_spinning=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
     with pytest.raises(ProfileError, match="execution mode 'fast'"):
         session_options(1, execution_mode="fast")
+
+
+def test_held_out_error_scores_every_architecture_once_on_a_refit():
+    space, archs, latencies = _measured(100, 0.02)
+    mape, within = held_out_error(space, archs, latencies, folds=5)
+    assert within >= 0.9 and mape < 0.06
+    _, _, noisy = _measured(100, 0.5)  # a law the features cannot explain is scored as bad
+    noisy_mape, noisy_within = held_out_error(space, archs, noisy, folds=5)
+    assert noisy_within < 0.4 and noisy_mape > 3 * mape
+    assert np.isnan(held_out_error(space, archs[:3], latencies[:3])[0])  # a training part needs 3
+
+
+def test_measured_predictor_reports_its_held_out_error_under_the_history_names():
+    from pipeline.evaluate.ofav2_evaluator import MeasuredLatencyPredictor
+
+    space, archs, latencies = _measured(60, 0.02)
+
+    class Measured:  # the evaluator's side: what has been measured, and how often accuracy was
+        evaluations = 0
+
+        def __init__(self):
+            self.space, self.calls = space, 0
+
+        def measured_latencies(self, profile):
+            self.calls += 1
+            return archs, list(latencies), [{"macs_m": 1.0} for _ in archs]
+
+    evaluator = Measured()
+    predictor = MeasuredLatencyPredictor(evaluator, "cpu")
+    error = predictor.held_out_error()
+    assert set(error) == {"latency_pred_mape@cpu", "latency_pred_within10@cpu"}
+    assert error["latency_pred_within10@cpu"] >= 0.9 and 0 < error["latency_pred_mape@cpu"] < 0.06
+    assert predictor.held_out_error() == error and evaluator.calls == 1  # cached until more is measured
+    evaluator.evaluations = 5
+    predictor.held_out_error()
+    assert evaluator.calls == 2
