@@ -162,3 +162,10 @@ def test_measured_predictor_reports_its_held_out_error_under_the_history_names()
     evaluator.evaluations = 5
     predictor.held_out_error()
     assert evaluator.calls == 2
+
+
+def test_thread_cpu_timer_needs_one_cpu_thread():
+    assert HardwareProfile(name="t", threads=1, timer="thread_cpu").timer == "thread_cpu"
+    for settings in ({"threads": None}, {"threads": 2}, {"threads": 1, "provider": "cuda"}):
+        with pytest.raises(ValueError, match="thread_cpu"):
+            HardwareProfile(name="t", timer="thread_cpu", **settings)

@@ -2,7 +2,8 @@
 
 Both run on one ``LatencyWorker`` (the latency actor's body, in process) under a one-thread
 profile that fixes optimisation level, execution mode and spinning and times until the median's
-relative standard error is below 1 % (``pipeline.evaluate.latency``). The space is given by the
+relative standard error is below 1 % (``pipeline.evaluate.latency``), with either timer: the
+inference thread's CPU time (``thread_cpu``) or wall time. The space is given by the
 caller: OFA's stage widths at 64 and 128 px for the realistic figures, the demo's for comparison.
 
 - ``latency_repeatability``: ``archs`` timed in ``sessions`` fresh ONNX Runtime sessions each,
@@ -40,10 +41,10 @@ class LatencyFigure:
     detail: str
 
 
-def bench_profile(repeats: int, max_repeats: int, target_rse: float = 0.01) -> HardwareProfile:
+def bench_profile(repeats: int, max_repeats: int, timer: str = "thread_cpu", target_rse: float = 0.01) -> HardwareProfile:
     """One intra-op thread, every ONNX Runtime setting fixed, timed until the median is stable."""
     return HardwareProfile(name=PROFILE, threads=1, optimization_level="all", execution_mode="sequential",
-                           allow_spinning=False, warmup=max(3, repeats // 5), repeats=repeats,
+                           allow_spinning=False, timer=timer, warmup=max(3, repeats // 5), repeats=repeats,
                            max_repeats=max_repeats, target_rse=target_rse)
 
 

@@ -6,7 +6,9 @@ factory (``pipeline.onnx_runtime.ort_session``): execution provider, ``intra_op_
 (``session.intra_op.allow_spinning``), batch size and resolution. The model is run ``warmup``
 times untimed, then timed one run at a time with ``time.perf_counter_ns``: at least ``repeats``
 runs, then more in blocks until the running median is stable (``median_rse`` below the profile's
-``target_rse``) or ``max_repeats`` runs are timed. The result is the median, the 90th percentile
+``target_rse``) or ``max_repeats`` runs are timed, by the profile's ``timer``: wall time, or the
+CPU time of the thread that runs the model (``thread_cpu``, one intra-op thread only: what the
+model costs, without the time a busy machine gives to other processes). The result is the median, the 90th percentile
 and the coefficient of variation (population standard deviation / mean) of the runs, the last
 being the noise check. On CUDA / TensorRT the input and output stay on the device through IO
 binding and every timed run ends with ``synchronize_outputs``, so the time covers the work, not
@@ -136,4 +138,6 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, resolution: int, se
     session = open_session(path, profile)
     shape = (profile.batch_size, 3, resolution, resolution)
     batch = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    return time_session(session, batch, profile.warmup, profile.repeats, profile.max_repeats, profile.target_rse)
+    clock = time.thread_time_ns if profile.timer == "thread_cpu" else time.perf_counter_ns
+    return time_until_stable(_runner(session, batch), profile.warmup, profile.repeats, profile.max_repeats,
+                             profile.target_rse, clock=clock)

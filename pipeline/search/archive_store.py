@@ -52,7 +52,7 @@ from pipeline.search.pareto import nondominated_ranks, to_minimization
 
 RANK_COLUMNS = ("rank", "is_pareto")
 #: archives up to this many rows are compacted after every batch (a rewrite costs little there)
-EAGER_ROWS = 20_000
+EAGER_ROWS = 5_000
 #: the log is never compacted for its size before it holds this many rows
 LOG_MIN_ROWS = 1_000
 EMPTY_COLUMNS = ["run_id", "arch_id", "arch", "space", "iteration", "source", "status"]
