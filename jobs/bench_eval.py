@@ -78,11 +78,11 @@ def bench_defaults(quick: bool) -> list[str]:
 
 def sizes(quick: bool) -> dict:
     if quick:
-        return {"rounds": 2, "round_archs": 2, "profile_archs": 1, "cv_archs": 3, "cv_sessions": 2,
+        return {"rounds": 2, "round_archs": 2, "cv_archs": 3, "cv_sessions": 2,
                 "repeats": 5, "max_repeats": 20, "pred_archs": 6, "widths": None, "resolutions": None,
                 "archive_rows": [1000], "batches": 2, "batch_rows": 100,
                 "nodes": 2, "candidates": 100}
-    return {"rounds": 5, "round_archs": 12, "profile_archs": 4, "cv_archs": 10, "cv_sessions": 5,
+    return {"rounds": 5, "round_archs": 12, "cv_archs": 10, "cv_sessions": 5,
             "repeats": 30, "max_repeats": 400, "pred_archs": 100, "widths": OFA_WIDTHS,
             "resolutions": OFA_RESOLUTIONS, "archive_rows": [10_000, 100_000, 1_000_000], "batches": 20,
             "batch_rows": 500, "nodes": 8, "candidates": 2000}
@@ -116,17 +116,18 @@ def row(metric: str, value: float, detail: str, latency_ms: float = float("nan")
 
 
 def scaling_rows(config: PipelineConfig, work: Path, size: dict) -> list[dict]:
-    from pipeline.bench.scaling import eval_scaling, round_profile
+    from pipeline.bench.scaling import RoundProfiler, eval_scaling
 
     checkpoint = write_checkpoint(config, work)
     space = _space(config)
-    figures = eval_scaling(config, work, space, size["rounds"], size["round_archs"])
-    pieces = round_profile(config, checkpoint, space, size["profile_archs"])
-    rows = [row("eval_scaling", figures.ratio, figures.detail()),
-            row("profile_round_s_per_arch", figures.seconds_per_arch_1, "1-actor round wall time per architecture")]
-    rows += [row(f"profile_{name}_s", value, "per architecture, in process, one thread") for name, value in pieces.items()]
-    rest = figures.seconds_per_arch_1 - sum(pieces.values())
-    rows.append(row("profile_ray_and_driver_s", rest, "1-actor round time per architecture not spent computing"))
+    profiler = RoundProfiler(config, checkpoint, config.run.seed + 7)
+    figures = eval_scaling(config, work, space, size["rounds"], size["round_archs"], profiler)
+    rows = [row("eval_scaling", figures.ratio, figures.detail())]
+    for name, value in figures.profile().items():
+        what = {"round_s_per_arch": "1-actor round wall time per architecture",
+                "ray_and_driver_s": "1-actor round time per architecture not spent computing"}.get(
+                    name, "per architecture, in process after each 1-actor round, one thread")
+        rows.append(row(f"profile_{name}", value, f"{what} (median of {len(figures.pieces)} rounds)"))
     return rows
 
 
