@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
 
 
 def main() -> int:
@@ -38,14 +38,8 @@ def main() -> int:
         config.finetune.archs = list(args.arch)
     check_pipeline_inputs(config, ["finetune"], run_dir)  # the checkpoint and the data, before Ray starts
     attach_run_log(run_dir)
-    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
-    try:
+    with ray_session(config.ray):
         run_finetune_stage(config, run_dir)
-    finally:
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
     return 0
 
 

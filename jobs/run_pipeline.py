@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
 
 
 def main() -> int:
@@ -38,15 +38,11 @@ def main() -> int:
     run_dir = check_run_dir(Path(args.out) if args.out else default_run_dir(config), args.resume)
     check_pipeline_inputs(config, stages, run_dir, args.resume)  # data, checkpoints, objectives: before Ray
     started = time.perf_counter()
-    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)  # a cluster that does not answer fails here,
-    try:  # before the run directory is written, so the same command can simply be rerun
+    # a cluster that does not answer fails here, before the run directory is written, so the
+    # same command can simply be rerun
+    with ray_session(config.ray):
         config, run_dir = open_run_dir(config, run_dir, args.resume)
         run_pipeline(config, run_dir, resume=args.resume, stages=stages)
-    finally:
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
     print(f"pipeline finished in {time.perf_counter() - started:.0f} s; results in {run_dir}")
     return 0
 

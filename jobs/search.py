@@ -75,7 +75,7 @@ def search_supernet(config, run_dir: Path, resume: bool) -> int:
     from pipeline.console import attach_run_log
     from pipeline.errors import ConfigError
     from pipeline.preflight import check_pipeline_inputs
-    from pipeline.runtime import connect_ray
+    from pipeline.runtime import ray_session
     from pipeline.stages import run_search_stage
 
     checkpoint = Path(config.evaluate.checkpoint) if config.evaluate.checkpoint else RunDir(run_dir).supernet
@@ -83,16 +83,10 @@ def search_supernet(config, run_dir: Path, resume: bool) -> int:
         raise ConfigError(f"the ofav2 search needs a trained supernet checkpoint {checkpoint}; run "
                           "jobs/train_supernet.py with the same --out first, or set evaluate.checkpoint")
     check_pipeline_inputs(config, ["search"], run_dir)  # checkpoint, data, objectives fail before Ray starts
-    owns_ray = connect_ray(config.ray.num_cpus, config.ray.namespace)
-    try:
+    with ray_session(config.ray):
         dump_config(config, RunDir(run_dir).config_file)
         attach_run_log(run_dir)
         summary = run_search_stage(config, run_dir.resolve(), resume)
-    finally:
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
     print(f"search finished: {summary['evaluations']} evaluations, hypervolume "
           f"{summary.get('hypervolume') or float('nan'):.4f}; results in {run_dir}")
     return 0

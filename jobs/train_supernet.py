@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.config import load_config  # noqa: E402
 from pipeline.preflight import check_pipeline_inputs  # noqa: E402
 from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import connect_ray, job_argument_parser, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
 
 
 def main() -> int:
@@ -26,17 +26,11 @@ def main() -> int:
     config = load_config(args.config, args.overrides)
     run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
     check_pipeline_inputs(config, ["train"])  # the data path's layout, before Ray starts
-    started = connect_ray(config.ray.num_cpus, config.ray.namespace) if config.train.num_workers > 0 else False
-    try:
+    with ray_session(config.ray, enabled=config.train.num_workers > 0):
         from pipeline.train import train_supernet
 
         config, run_dir = run_dir.open(config, args.resume)  # refuses a finished run without --resume
         metrics = train_supernet(config, run_dir.root, resume=args.resume)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
     print(f"supernet: {metrics['supernet_path']}")
     print(f"metrics: {metrics['metrics_path']} (last epoch top-1 max {metrics.get('top1_max', float('nan')):.2f}, "
           f"best {metrics.get('top1_best', float('nan')):.2f})")

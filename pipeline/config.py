@@ -211,11 +211,26 @@ class HardwareProfile(Section):
     threads: int | None = Field(None, ge=1)  # intra-op threads; None = every core of the node
     batch_size: int = Field(1, ge=1)
     resolution: int | None = Field(None, ge=8)  # None = the architecture's own resolution
+    optimization_level: Literal["disable", "basic", "extended", "all"] = "all"  # ONNX Runtime graph optimisation
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    allow_spinning: bool = True  # session.intra_op.allow_spinning (ONNX Runtime's default, made explicit)
+    # wall: elapsed time of each run; thread_cpu: the CPU time of the thread that runs it, which
+    # leaves out time the OS gave to other processes (one intra-op thread on the CPU provider only)
+    timer: Literal["wall", "thread_cpu"] = "wall"
     warmup: int = Field(10, ge=0)
-    repeats: int = Field(50, ge=3)
+    repeats: int = Field(50, ge=3)  # timed runs at least; more until the median is stable
+    max_repeats: int = Field(1000, ge=3)  # the cap of the stopping rule
+    target_rse: float = Field(0.01, gt=0.0, lt=1.0)  # stop when the median's relative standard error is below
     num_actors: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0.0)  # CPUs each latency actor reserves
     num_gpus: float = Field(0.0, ge=0.0)
+
+    @field_validator("timer")
+    @classmethod
+    def _thread_timer_needs_one_cpu_thread(cls, value: str, info: Any) -> str:
+        if value == "thread_cpu" and (info.data.get("threads") != 1 or info.data.get("provider") != "cpu"):
+            raise ValueError("timer 'thread_cpu' needs threads: 1 and provider: cpu (the run must stay on the timing thread)")
+        return value
 
 
 def default_hardware_profiles() -> list[HardwareProfile]:

@@ -21,12 +21,13 @@ from pipeline.errors import ResultsError
 from pipeline.evaluate.interface import Objective
 from pipeline.run_dir import RunDir
 from pipeline.schema import read_metadata, read_parquet
+from pipeline.search.archive_store import load_archive_frame
 from pipeline.search.pareto import normalized_hypervolume, pareto_mask, to_minimization
 
 
 def archive(run_dir: str | Path) -> pd.DataFrame:
-    """Every truly evaluated architecture of the run (``archive.parquet``)."""
-    return read_parquet(RunDir(run_dir).archive)
+    """Every truly evaluated architecture of the run (``archive.parquet`` plus its not yet compacted log)."""
+    return load_archive_frame(run_dir)[0]
 
 
 def front(run_dir: str | Path) -> pd.DataFrame:

@@ -4,7 +4,8 @@
   (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); when attaching to a cluster (``RAY_ADDRESS`` set) it
   leaves that alone. Token authentication stays on (``RAY_AUTH_MODE=token``).
 - ``connect_ray`` attaches to ``RAY_ADDRESS`` without sizing arguments, or starts a local Ray
-  sized by config.
+  sized by config. ``ray_session`` wraps it as a context manager that shuts Ray down on exit
+  only when it connected or started Ray itself (a Ray already initialised is left running).
 - ``run_job`` runs a job's main inside the console capture (``pipeline.console``: ``--verbose``,
   ``--quiet``, the copy in ``RUN_DIR/logs/``). A ``PipelineError``, also one raised inside a Ray
   worker, actor or Tune trial (``pipeline.failures.user_error``), becomes one line on stderr and
@@ -20,9 +21,11 @@ import socket
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.config import RayConfig
 from pipeline.console import Level, announce, capture_console, run_log_path, write_log_only
 from pipeline.errors import ClusterError
 from pipeline.failures import describe_failure, first_line, user_error
@@ -85,6 +88,24 @@ def connect_ray(num_cpus: int | None = None, namespace: str = "nas") -> bool:
         log_to_driver=True,
     )
     return True
+
+
+@contextmanager
+def ray_session(settings: RayConfig, *, num_cpus: int | None = None, enabled: bool = True) -> Iterator[bool]:
+    """Ray for the ``with`` block: ``connect_ray(num_cpus or settings.num_cpus, settings.namespace)``.
+
+    Yields whether this block connected Ray itself; only then is ``ray.shutdown()`` called on exit
+    (also on an error), so a caller that had Ray initialised already keeps it. With ``enabled``
+    False nothing is started (a job that may run without Ray) and False is yielded.
+    """
+    owns = connect_ray(num_cpus or settings.num_cpus, settings.namespace) if enabled else False
+    try:
+        yield owns
+    finally:
+        if owns:
+            import ray
+
+            ray.shutdown()
 
 
 def job_argument_parser(description: str) -> argparse.ArgumentParser:

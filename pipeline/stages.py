@@ -63,6 +63,7 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
             adapt=_adaptation(config, run_dir), log=_print,
         )
         evaluate_cream_answer(evaluator, sink, run_dir)  # a Cream-trained run's answer
+    sink.close()  # fold the archive's append log into archive.parquet for the stages and readers after
     last = result.history[-1] if result.history else {}
     return {"evaluations": result.evaluations, "hypervolume": last.get("hypervolume")}
 

@@ -10,7 +10,7 @@ from pipeline import schema as records
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.evaluate.interface import EvaluationResult, Objective
 from pipeline.schema import read_metadata, read_parquet, result_row, write_parquet_atomic
-from pipeline.search.archive_store import ArchiveStore, load_archive_frame
+from pipeline.search.archive_store import ArchiveStore, load_archive_frame, log_parts
 
 OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 
@@ -103,16 +103,68 @@ def test_corrupt_file_is_a_results_error(tmp_path):
         read_parquet(tmp_path / "missing.parquet")
 
 
-def test_archive_actor_restart_keeps_acknowledged_rows(ray_local, tmp_path):
+def test_append_log_replays_after_a_crash_and_compacts_on_close(tmp_path):
+    store = ArchiveStore(tmp_path, "r1", "toy", OBJECTIVES, {"seed": 1}, eager_rows=0)
+    store.upsert([_row("a", 90, 2.0), _row("b", 80, 1.0)])
+    store.upsert([_row("c", 70, 3.0), _row("b", 0, 0, status="failed")])
+    store.upsert([{"arch_id": "a", "latency_ms@cpu": 1.5}], merge=True)
+    assert len(log_parts(tmp_path)) == 3 and not (tmp_path / "archive.parquet").exists()
+    del store  # a crash: nothing compacted, only the acknowledged parts are on disk
+    reloaded = ArchiveStore(tmp_path, "r1", "toy", OBJECTIVES, eager_rows=0)
+    assert sorted(reloaded.arch_ids()) == ["a", "b", "c"]
+    assert reloaded.get("b")["status"] == "ok" and reloaded.get("a")["latency_ms@cpu"] == 1.5
+    assert reloaded.get("a")["top1"] == 90
+    on_disk, meta = load_archive_frame(tmp_path)  # readers see the log before any compaction
+    assert sorted(on_disk["arch_id"]) == ["a", "b", "c"] and meta["config"] == {"seed": 1}
+    assert set(on_disk.loc[on_disk["is_pareto"], "arch_id"]) == {"a", "b"}
+    reloaded.close()
+    assert log_parts(tmp_path) == []
+    file = pd.read_parquet(tmp_path / "archive.parquet")
+    assert sorted(file["arch_id"]) == ["a", "b", "c"] and file["rank"].tolist() == reloaded.frame()["rank"].tolist()
+
+
+def test_log_left_over_by_a_crash_during_compaction_replays_to_the_same_rows(tmp_path):
+    store = ArchiveStore(tmp_path, "r1", "toy", OBJECTIVES, eager_rows=0)
+    for i in range(3):
+        store.upsert([_row(f"a{i}", 50 + i, 1.0), _row("x", 40 + i, 2.0)])
+    parts = [p.read_bytes() for p in log_parts(tmp_path)]
+    store.compact()
+    for index, data in enumerate(parts[1:], start=2):  # the deletion stopped after the oldest part
+        (tmp_path / "archive_log" / f"part-{index:08d}.parquet").write_bytes(data)
+    again = ArchiveStore(tmp_path, "r1", "toy", OBJECTIVES, eager_rows=0)
+    assert len(again) == 4 and again.get("x")["top1"] == 42
+    again.upsert([_row("y", 1, 1.0)])  # numbering continues after the leftover parts
+    assert [p.name for p in log_parts(tmp_path)][-1] == "part-00000004.parquet"
+
+
+def test_log_is_compacted_once_it_holds_as_many_rows_as_the_file(tmp_path):
+    store = ArchiveStore(tmp_path, "r1", "toy", OBJECTIVES, eager_rows=1000)
+    store.upsert([_row(f"a{i}", i, 1.0) for i in range(1000)])  # small: compacted at once
+    assert log_parts(tmp_path) == [] and len(read_parquet(tmp_path / "archive.parquet")) == 1000
+    store.upsert([_row("b0", 1, 1.0)])
+    assert len(log_parts(tmp_path)) == 1 and len(read_parquet(tmp_path / "archive.parquet")) == 1000
+    store.upsert([_row(f"b{i}", 1, 1.0) for i in range(1, 999)])
+    assert len(log_parts(tmp_path)) == 2
+    store.upsert([_row("b999", 1, 1.0)])  # log rows 1000 >= file rows 1000
+    assert log_parts(tmp_path) == [] and len(read_parquet(tmp_path / "archive.parquet")) == 2000
+    store.upsert([_row("c", 1, 1.0)])
+    store.write_front(0)  # every front write leaves a complete archive.parquet
+    assert log_parts(tmp_path) == [] and len(pd.read_parquet(tmp_path / "archive.parquet")) == 2001
+
+
+@pytest.mark.parametrize("eager_rows", [1000, 0], ids=["rewrite", "append_log"])
+def test_archive_actor_restart_keeps_acknowledged_rows(ray_local, tmp_path, eager_rows):
     from pipeline.search.archive import start_archive
 
     ray = ray_local
-    archive = start_archive(tmp_path, "r1", "toy", OBJECTIVES, {"seed": 0}, name="archive-restart-test")
+    archive = start_archive(tmp_path, "r1", "toy", OBJECTIVES, {"seed": 0}, name="archive-restart-test",
+                            eager_rows=eager_rows)
     acknowledged = []
     for start in range(0, 12, 4):
         batch = [_row(f"a{i}", 50 + i, 1.0 + i) for i in range(start, start + 4)]
         ray.get(archive.upsert.remote(batch))
         acknowledged += [row["arch_id"] for row in batch]
+    assert len(log_parts(tmp_path)) == (3 if eager_rows == 0 else 0)
     ray.kill(archive, no_restart=False)
     # The handle stays valid: Ray restarts the actor, whose constructor reloads archive.parquet.
     assert sorted(ray.get(archive.arch_ids.remote())) == sorted(acknowledged)
@@ -124,4 +176,8 @@ def test_archive_actor_restart_keeps_acknowledged_rows(ray_local, tmp_path):
     assert ray.get(archive.size.remote()) == 12
     with pytest.raises(ConfigError, match="already serves"):  # same name, another run directory
         start_archive(tmp_path / "elsewhere", "r2", "toy", OBJECTIVES, name="archive-restart-test")
-    ray.kill(archive, no_restart=True)
+    ray.get(archive.upsert.remote([_row("z", 10, 9.0)]))
+    ray.kill(archive, no_restart=True)  # killed for good: the acknowledged rows are still on disk
+    assert sorted(load_archive_frame(tmp_path)[0]["arch_id"]) == sorted(acknowledged + ["z"])
+    ArchiveStore(tmp_path, "r1", "toy", OBJECTIVES).close()
+    assert len(pd.read_parquet(tmp_path / "archive.parquet")) == 13 and log_parts(tmp_path) == []

@@ -58,6 +58,8 @@ def test_ofav2_search_writes_the_archive_and_fronts_through_the_actors(searched)
     assert len(front) >= 1 and front["is_pareto"].all()
     history = pd.read_parquet(run_dir / "search_history.parquet")
     assert list(history["iteration"]) == [0, 1] and history["hypervolume"].notna().all()
+    # the search's own latency predictor, scored on held-out measured architectures, per iteration
+    assert {"latency_pred_mape@local_one_thread", "latency_pred_within10@local_one_thread"} <= set(history.columns)
 
 
 def test_adaptation_fine_tunes_republishes_and_re_evaluates_the_archive(searched):

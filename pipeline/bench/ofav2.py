@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline.atomic import write_parquet_atomic
 from pipeline.config import TRAIN_PHASES, PipelineConfig, load_config
 from pipeline.errors import ConfigError
-from pipeline.runtime import connect_ray
+from pipeline.runtime import ray_session
 
 PHASES = list(TRAIN_PHASES)
 VARIANTS = {
@@ -138,16 +138,9 @@ def run_ofav2_bench(config_path: str | None, overrides: list[str], out: str | Pa
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(config_path, bench_defaults(quick) + list(overrides))
-    started = connect_ray(base.ray.num_cpus or 2, base.ray.namespace)
-    try:
-        with tempfile.TemporaryDirectory(dir=out) as tmp:
-            ablation_rows = ablation(base, Path(tmp)) if ablation_on else pd.DataFrame()
-            speed_rows = throughput(base, Path(tmp), quick) if throughput_on else pd.DataFrame()
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+    with ray_session(base.ray, num_cpus=base.ray.num_cpus or 2), tempfile.TemporaryDirectory(dir=out) as tmp:
+        ablation_rows = ablation(base, Path(tmp)) if ablation_on else pd.DataFrame()
+        speed_rows = throughput(base, Path(tmp), quick) if throughput_on else pd.DataFrame()
     target = out / "bench_ofav2.parquet"
     write_parquet_atomic(pd.concat([ablation_rows, speed_rows], ignore_index=True), target)
     print_tables(ablation_rows, speed_rows)

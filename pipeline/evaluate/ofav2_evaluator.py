@@ -38,7 +38,7 @@ from pipeline.errors import CheckpointError
 from pipeline.evaluate.actors import SUPERNET_ROUND, accuracy_pool, latency_pool
 from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
 from pipeline.evaluate.interface import EvaluationResult, Evaluator
-from pipeline.evaluate.predictor import LatencyPredictor
+from pipeline.evaluate.predictor import LatencyPredictor, held_out_error
 from pipeline.evaluate.profiles import latency_metric, resolve_profiles
 from pipeline.run_dir import RunDir
 from pipeline.schema import result_row
@@ -189,6 +189,12 @@ class OFAv2ActorEvaluator(Evaluator):
         """A ``LatencyPredictor`` for ``profile`` fitted on every latency measured for this run: by this
         evaluator, and the ``ok`` rows the archive already holds (so a resumed search, whose new
         process has measured nothing yet, fits on what earlier processes measured)."""
+        archs, latencies, features = self.measured_latencies(profile)
+        return LatencyPredictor.fit(self.space, archs, latencies, features, model=model)
+
+    def measured_latencies(self, profile: str) -> tuple[list[Architecture], list[float], list[dict[str, float]]]:
+        """What ``latency_predictor`` fits on: architectures, measured ``latency_ms@profile`` and their
+        cheap features (``params_m``, ``macs_m``), from this evaluator and the archive's ``ok`` rows."""
         resolve_profiles(self.settings, [profile])
         metric = latency_metric(profile)
         measured = {key: (self._arch_of[key], metrics[metric]) for (key, name), metrics in self._latency.items()
@@ -196,8 +202,7 @@ class OFAv2ActorEvaluator(Evaluator):
         for key, (arch, value) in self._archived_latencies(metric).items():
             measured.setdefault(key, (arch, value))
         archs = [arch for arch, _ in measured.values()]
-        features = [self.cheap_metrics(arch) for arch in archs]
-        return LatencyPredictor.fit(self.space, archs, [value for _, value in measured.values()], features, model=model)
+        return archs, [value for _, value in measured.values()], [self.cheap_metrics(arch) for arch in archs]
 
     def latency_predictors(self, objectives: Sequence[Any]) -> dict[str, MeasuredLatencyPredictor] | None:
         """One refitting predictor per ``latency_ms@PROFILE`` objective (None when there is none)."""
@@ -309,12 +314,33 @@ class OFAv2ActorEvaluator(Evaluator):
 
 
 class MeasuredLatencyPredictor:
-    """A latency predictor for one profile, refitted whenever the evaluator has measured more."""
+    """A latency predictor for one profile, refitted whenever the evaluator has measured more.
 
-    def __init__(self, evaluator: OFAv2ActorEvaluator, profile: str):
-        self.evaluator, self.profile = evaluator, profile
+    ``held_out_error()`` says how good the predictor fitted on the current measurements is on
+    architectures it was not fitted on (5-fold over the measured set, refitting the same
+    ``LatencyPredictor`` with the same features), as the search history's metric names.
+    """
+
+    def __init__(self, evaluator: OFAv2ActorEvaluator, profile: str, folds: int = 5):
+        self.evaluator, self.profile, self.folds = evaluator, profile, folds
         self._fitted: LatencyPredictor | None = None
         self._fitted_on = -1
+        self._error: dict[str, float] | None = None
+        self._error_on = -1
+
+    def held_out_error(self) -> dict[str, float]:
+        """``{"latency_pred_mape@P": mean relative error, "latency_pred_within10@P": share within 10 %}``
+        over K-fold held-out measured architectures (NaN while fewer than 5 are measured).
+
+        Cached until the evaluator measures more, like the fitted predictor.
+        """
+        measured = self.evaluator.evaluations
+        if self._error is None or measured != self._error_on:
+            archs, latencies, features = self.evaluator.measured_latencies(self.profile)
+            mape, within = held_out_error(self.evaluator.space, archs, latencies, features, folds=self.folds)
+            self._error = {f"latency_pred_mape@{self.profile}": mape, f"latency_pred_within10@{self.profile}": within}
+            self._error_on = measured
+        return dict(self._error)
 
     def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
         measured = self.evaluator.evaluations

@@ -9,7 +9,10 @@ resolution^2`` (pointwise work), the exit and the resolution (one-hot; the exit 
 ``1 / latency^2``), with the regularisation chosen by cross-validation. ``model="gbm"`` uses
 gradient-boosted trees on log latency, with the genes added. The search uses ``predict`` to
 screen candidates before measuring them; ``within_fraction`` reports the share of held-out
-architectures predicted within ``tol`` (relative) of the measured latency.
+architectures predicted within ``tol`` (relative) of the measured latency. ``held_out_error``
+scores the predictor on what it was not fitted on: K-fold over the measured set (each fold held
+out once, the predictor refitted on the rest), giving the mean relative error and the share
+within ``tol``.
 """
 
 from __future__ import annotations
@@ -127,3 +130,37 @@ class LatencyPredictor:
     ) -> float:
         """Share of ``archs`` whose predicted latency is within ``tol`` (relative) of the measured one."""
         return float(np.mean(self.relative_errors(archs, latencies, features) <= tol))
+
+
+def held_out_error(
+    space: SearchSpace,
+    archs: Sequence[Architecture],
+    latencies: Sequence[float],
+    features: Features = None,
+    model: Literal["linear", "gbm"] = "linear",
+    folds: int = 5,
+    tol: float = 0.10,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """K-fold held-out ``(mean relative error, share within tol)`` of ``LatencyPredictor.fit``.
+
+    Every architecture is predicted once by a predictor fitted on the other folds. NaN for both
+    when there are too few measurements (each training part needs at least 3).
+    """
+    latencies = np.asarray(latencies, dtype=float)
+    count = len(archs)
+    folds = min(folds, count)
+    if folds < 2 or count - -(-count // folds) < 3:
+        return float("nan"), float("nan")
+    extra = _extra_matrix(features, count)
+
+    def part(rows: np.ndarray) -> np.ndarray | None:
+        return extra[rows] if extra.shape[1] else None
+
+    order = np.random.default_rng(seed).permutation(count)
+    errors = np.empty(count)
+    for held in np.array_split(order, folds):
+        train = np.setdiff1d(order, held)
+        predictor = LatencyPredictor.fit(space, [archs[i] for i in train], latencies[train], part(train), model)
+        errors[held] = predictor.relative_errors([archs[i] for i in held], latencies[held], part(held))
+    return float(errors.mean()), float(np.mean(errors <= tol))

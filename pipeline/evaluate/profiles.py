@@ -2,7 +2,7 @@
 
 A profile (``pipeline.config.HardwareProfile``) says where latency is measured (node labels via
 Ray's ``label_selector``, or custom resources) and how (ONNX Runtime provider, threads, batch size,
-resolution, warm-up, repeats). Its metrics are ``latency_ms@<name>`` (median),
+resolution, warm-up, repeats); its provider chain comes from ``pipeline.onnx_runtime``. Its metrics are ``latency_ms@<name>`` (median),
 ``latency_p90_ms@<name>`` and ``latency_cv@<name>`` (coefficient of variation of the repeats).
 """
 
@@ -14,12 +14,7 @@ from typing import Any
 
 from pipeline.config import EvaluateConfig, HardwareProfile
 from pipeline.errors import ProfileError
-
-PROVIDERS = {
-    "cpu": ("CPUExecutionProvider",),
-    "cuda": ("CUDAExecutionProvider",),
-    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider"),
-}
+from pipeline.onnx_runtime import provider_chain
 
 
 def latency_metric(profile: str) -> str:
@@ -57,18 +52,9 @@ def actor_options(profile: HardwareProfile) -> dict[str, Any]:
 
 
 def execution_providers(profile: HardwareProfile, available: Sequence[str] | None = None) -> list[str]:
-    """ONNX Runtime providers for ``profile``; ``ProfileError`` when this node lacks the first one."""
-    wanted = PROVIDERS[profile.provider]
-    if available is None:
-        import onnxruntime
-
-        available = onnxruntime.get_available_providers()
-    if wanted[0] not in available:
-        raise ProfileError(
-            f"hardware profile {profile.name!r} needs {wanted[0]}, which this node's ONNX Runtime lacks "
-            f"(available: {', '.join(available)})"
-        )
-    return [p for p in wanted if p in available] + (["CPUExecutionProvider"] if profile.provider != "cpu" else [])
+    """ONNX Runtime providers for ``profile`` (``pipeline.onnx_runtime.PROVIDERS``); ``ProfileError``
+    when this node lacks the first one."""
+    return provider_chain(profile.provider, available, who=f"hardware profile {profile.name!r}")
 
 
 def profile_threads(profile: HardwareProfile) -> int:

@@ -3,7 +3,7 @@
 ``start_archive`` creates (or, with ``get_if_exists``, attaches to) the actor named ``name``
 (default ``"archive"``) in the job's namespace. The actor is restartable (``max_restarts``): on a
 restart Ray reruns its constructor with the same arguments, and ``ArchiveStore`` reloads
-``archive.parquet``, so every batch acknowledged before a crash is back. Every method is
+``archive.parquet`` and replays its append log, so every batch acknowledged before a crash is back. Every method is
 idempotent (upsert is keyed by ``(run_id, arch_id)``), which is why ``max_task_retries`` lets Ray
 retry a call that was in flight when the actor died.
 
@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline.errors import ConfigError
 from pipeline.evaluate.interface import Objective
 from pipeline.run_dir import RunDir
-from pipeline.search.archive_store import ArchiveStore
+from pipeline.search.archive_store import EAGER_ROWS, ArchiveStore
 
 DEFAULT_ARCHIVE_NAME = "archive"
 
@@ -32,7 +32,7 @@ def _objectives(objectives: Sequence[Objective | dict[str, str]]) -> list[Object
 
 
 class ArchiveActor:
-    """Ray actor body around ``ArchiveStore``; persists after every accepted batch."""
+    """Ray actor body around ``ArchiveStore``; persists every accepted batch before acknowledging it."""
 
     def __init__(
         self,
@@ -41,8 +41,9 @@ class ArchiveActor:
         space: str,
         objectives: Sequence[Objective | dict[str, str]],
         config: dict[str, Any] | None = None,
+        eager_rows: int = EAGER_ROWS,
     ) -> None:
-        self.store = ArchiveStore(run_dir, run_id, space, _objectives(objectives), config)
+        self.store = ArchiveStore(run_dir, run_id, space, _objectives(objectives), config, eager_rows=eager_rows)
 
     def ping(self) -> int:
         """Number of rows held (also a cheap liveness check)."""
@@ -63,18 +64,17 @@ class ArchiveActor:
 
     def get_if_exists(self, arch_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Stored rows of those ``arch_ids`` that the archive already holds."""
-        found = {}
-        for arch_id in arch_ids:
-            row = self.store.get(arch_id)
-            if row is not None:
-                found[arch_id] = row
-        return found
+        return self.store.get_many(arch_ids)
 
     def frame(self) -> pd.DataFrame:
         return self.store.frame()
 
     def write_front(self, iteration: int) -> str:
         return str(self.store.write_front(iteration))
+
+    def close(self) -> str:
+        """Compact the append log into ``archive.parquet`` (complete and readable by pandas after)."""
+        return str(self.store.close())
 
     def archive_path(self) -> str:
         return str(RunDir(self.store.run_dir).archive)
@@ -92,10 +92,12 @@ def start_archive(
     max_restarts: int = 5,
     max_task_retries: int = 5,
     num_cpus: float = 0.0,
+    eager_rows: int = EAGER_ROWS,
 ):
     """Create the named archive actor, or return the live one of that name; returns its handle.
 
-    ``namespace`` defaults to the job's namespace (the one ``ray.init`` was given).
+    ``namespace`` defaults to the job's namespace (the one ``ray.init`` was given); ``eager_rows``
+    is ``ArchiveStore``'s (up to that many rows every batch is compacted into ``archive.parquet``).
     """
     import ray
 
@@ -111,7 +113,7 @@ def start_archive(
         options["namespace"] = namespace
     handle = remote_class.options(**options).remote(
         str(Path(run_dir).resolve()), run_id, space, [{"name": o.name, "direction": o.direction} for o in objectives],
-        config or {},
+        config or {}, eager_rows,
     )
     ray.get(handle.ping.remote())
     served = Path(ray.get(handle.archive_path.remote())).parent
@@ -141,3 +143,8 @@ class ArchiveActorSink:
         import ray
 
         return ray.get(self.handle.frame.remote())
+
+    def close(self) -> str:
+        import ray
+
+        return ray.get(self.handle.close.remote())

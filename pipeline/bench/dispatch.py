@@ -1,0 +1,84 @@
+"""Dispatch overhead: no-op candidates over one actor per (simulated) node, rows streamed to the archive.
+
+``simulated_cluster`` starts a ``ray.cluster_utils.Cluster`` of ``nodes`` one-CPU nodes, each with
+its own ``bench_node_<i>`` resource, and connects to it (shut down on exit); attached to a real
+cluster (``RAY_ADDRESS`` set) it starts nothing and the cluster's own nodes are used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def simulated_cluster(nodes: int, namespace: str) -> Iterator[bool]:
+    """Yields True when a simulated cluster was started (and is torn down on exit)."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        yield False
+        return
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {"bench_node_0": 1}, "include_dashboard": False})
+    try:
+        for index in range(1, nodes):
+            cluster.add_node(num_cpus=1, resources={f"bench_node_{index}": 1})
+        ray.init(address=cluster.address, namespace=namespace)
+        try:
+            yield True
+        finally:
+            ray.shutdown()
+    finally:
+        cluster.shutdown()
+
+
+def dispatch_overhead(work: Path, nodes: int, candidates: int, namespace: str) -> tuple[float, str]:
+    """Wall milliseconds per no-op candidate over one actor per node, rows streamed in batches of 50."""
+    import ray
+
+    from pipeline.evaluate.actors import NoOpWorker
+    from pipeline.evaluate.dispatch import Dispatcher, WorkerPool, WorkItem
+    from pipeline.evaluate.interface import Objective
+    from pipeline.search.archive import start_archive
+
+    with simulated_cluster(nodes, namespace) as simulated:
+        archive = start_archive(work / "dispatch", "bench", "ofav2", [Objective("top1", "max")],
+                                name="bench-archive-dispatch")
+        remote = ray.remote(NoOpWorker)
+        if simulated:
+            factories = [lambda i=i: remote.options(num_cpus=0, resources={f"bench_node_{i}": 0.01}).remote()
+                         for i in range(nodes)]
+        else:
+            factories = [lambda: remote.options(num_cpus=0, scheduling_strategy="SPREAD").remote()] * nodes
+        pools = [WorkerPool(f"node{i}", factory, 1) for i, factory in enumerate(factories)]
+        for pool in pools:
+            ray.get(pool.actors[0].ping.remote())
+        dispatcher = Dispatcher(pools)
+        items = [WorkItem(f"c{i:05d}", f"node{i % nodes}", {"arch_id": f"c{i:05d}", "top1": 0.0})
+                 for i in range(candidates)]
+        acks, buffer = [], []
+
+        def stream(outcomes) -> None:
+            buffer.extend(o.value for o in outcomes)
+            while len(buffer) >= 50:
+                acks.append(archive.upsert.remote(buffer[:50]))
+                del buffer[:50]
+
+        start = time.perf_counter()
+        outcomes = dispatcher.run(items, on_outcomes=stream)
+        if buffer:
+            acks.append(archive.upsert.remote(list(buffer)))
+        ray.get(acks)
+        elapsed = time.perf_counter() - start
+        assert all(o.status == "ok" for o in outcomes.values())
+        assert ray.get(archive.size.remote()) == len(items)
+        node_ids = {ray.get(pool.actors[0].ping.remote()) for pool in pools}
+        dispatcher.shutdown()
+        ray.kill(archive, no_restart=True)
+    return 1000.0 * elapsed / len(items), f"{len(items)} candidates, {len(node_ids)} nodes, {elapsed:.2f} s"
