@@ -1,5 +1,13 @@
-"""Search: NATv2, surrogates, survival, the archive actor and Pareto utilities.
+"""Search: NATv2 and the tools around it.
 
-Depends only on ``pipeline.space``, ``pipeline.schema`` and the evaluator interface
-(``pipeline.evaluate.interface``); never on ``supernet``, ``train`` or ``generate``.
+- ``natv2``: the ask/tell engine (``NATv2Engine``); ``settings``: its knobs, read from the ``search``
+  config section; ``termination``: when to stop; ``engine_state``: its resumable state;
+- ``driver``: ``SearchRunner``, the one ask -> evaluate -> tell loop with the run's callbacks, and
+  ``run_search``; ``tune``: ``NATv2Search``, the engine as a Ray Tune searcher;
+- ``surrogates``, ``surrogate_search``, ``selection``, ``survival``: NATv2's steps;
+- ``archive_store`` / ``archive``: the archive (in process, or as the run's named actor);
+  ``pareto``: non-dominated ranks, hypervolume, high-tradeoff points (pymoo underneath).
+
+Depends only on ``pipeline.space``, ``pipeline.config``, ``pipeline.schema`` and the evaluator
+interface (``pipeline.evaluate.interface``); never on ``supernet``, ``train`` or ``generate``.
 """
