@@ -194,13 +194,24 @@ def benchmark(
     ``make_evaluator`` returns a fresh evaluator (e.g. ``functools.partial(TableEvaluator, table)``,
     which must pickle when ``workers`` > 1) for each run.
     """
+    from pipeline.console import progress_reporter
+
     tasks = [(method, budget, seed) for budget in budgets for seed in seeds for method in methods]
-    if workers <= 1:
-        rows = [run_method(make_evaluator, front, m, b, s, settings) for m, b, s in tasks]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_method, make_evaluator, front, m, b, s, settings) for m, b, s in tasks]
-            rows = [future.result() for future in futures]
+    rows = []
+    with progress_reporter(len(tasks), "bench_search") as report:
+        def done(row: dict[str, object]) -> None:
+            rows.append(row)
+            report(f"[{len(rows)}/{len(tasks)}] {row['method']} @{row['budget']} seed {row['seed']}: "
+                   f"HV ratio {row['hv_ratio']:.4f} ({row['seconds']:.1f} s)")
+
+        if workers <= 1:
+            for m, b, s in tasks:
+                done(run_method(make_evaluator, front, m, b, s, settings))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(run_method, make_evaluator, front, m, b, s, settings) for m, b, s in tasks]
+                for future in futures:
+                    done(future.result())
     return pd.DataFrame(rows)
 
 
