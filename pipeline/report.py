@@ -223,3 +223,17 @@ def write_report(run_dir: str | Path) -> Path:
     page = RunDir(Path(run_dir)).report
     write_text_atomic(page, render_report(run_dir))
     return page
+
+
+def render_comparison(run_dirs: Sequence[str | Path]) -> str:
+    """``results.compare_runs`` for several runs as one self-contained, sortable HTML page."""
+    table = html_table(results.compare_runs(run_dirs), sortable=True, table_id="compare")
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Run comparison</title>"
+            f"<style>{_STYLE}</style></head><body><h1>Run comparison</h1>"
+            f"<p>Hypervolumes share one normalisation: the pooled front of these runs.</p>{table}"
+            f"<script>{_SORT_JS}</script></body></html>\n")
+
+
+def write_comparison(run_dirs: Sequence[str | Path], path: str | Path) -> Path:
+    """Write ``render_comparison(run_dirs)`` to ``path`` atomically; returns it."""
+    return write_text_atomic(path, render_comparison(run_dirs))
