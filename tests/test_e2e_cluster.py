@@ -128,5 +128,8 @@ def _screenshot(page: Path) -> None:
         return
     shot = page.with_suffix(".png")
     rendered = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                               "--window-size=1200,2400", page.as_uri()], capture_output=True, text=True, timeout=120)
+                               "--enable-logging=stderr", "--v=0", "--window-size=1200,2400", page.as_uri()],
+                              capture_output=True, text=True, timeout=120)
     assert rendered.returncode == 0 and shot.stat().st_size > 10_000, rendered.stderr[-2000:]
+    console_errors = [line for line in rendered.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
+    assert not console_errors, console_errors  # the page's script ran without an error
