@@ -18,7 +18,6 @@ from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.driver import run_search
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 from pipeline.search.pareto import high_tradeoff_mask, nondominated_ranks, to_minimization
-from pipeline.search.settings import NATv2Settings as Settings
 from pipeline.train.choices import finetune_choices
 
 OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
@@ -138,7 +137,7 @@ def test_high_tradeoff_points_reach_the_front_results_and_finetune(table, tmp_pa
 
 def test_the_paper_config_carries_the_papers_settings():
     config = load_config("jobs/configs/natv2_paper.yaml", [])
-    settings = Settings.from_config(config.search)
+    settings = NATv2Settings.from_config(config.search)
     assert (settings.archive_size, settings.candidates(), settings.initial_factor) == (300, 25, 10.0)
     assert settings.adaptation_enabled and settings.evaluations_for_initial() == 3000
     assert settings.max_evaluations == 3000 + 30 * 25 and settings.iterations == 30

@@ -103,6 +103,7 @@ class NATv2Engine:
             for name in self.predicted
         }
         self._cheap_cache: dict[str, dict[str, float]] = {}
+        self._ends = {space.arch_id(space.smallest()), space.arch_id(space.largest())}
         self.state = EngineState(seed=seed)
         self.rng = np.random.default_rng(seed)
 
@@ -131,9 +132,6 @@ class NATv2Engine:
 
     def record(self, arch_id: str) -> EvaluatedRecord:
         return self.state.records[arch_id]
-
-    def archive_archs(self) -> list[Architecture]:
-        return [self.state.records[i].arch for i in self.state.archive_ids]
 
     def result(self) -> SearchResult:
         state = self.state
@@ -248,8 +246,7 @@ class NATv2Engine:
 
     def _pinned(self, ids: Sequence[str]) -> np.ndarray:
         """The smallest and the largest architectures never leave the archive (NATv2 adds them)."""
-        ends = {self.space.arch_id(self.space.smallest()), self.space.arch_id(self.space.largest())}
-        return np.array([i in ends for i in ids], dtype=bool)
+        return np.array([i in self._ends for i in ids], dtype=bool)
 
     def _tell_reevaluation(self, results: list[EvaluationResult]) -> dict[str, Any]:
         state = self.state

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -81,7 +82,7 @@ class NATv2Search(Searcher):
         measured = [o for o in self.objectives if o.name not in self.cheap_names]  # what trials must report
         super().__init__(metric=[o.name for o in measured], mode=[o.direction for o in measured])
         base = settings or NATv2Settings()
-        self.settings = NATv2Settings(**{**base.__dict__, "max_evaluations": max_evaluations})
+        self.settings = replace(base, max_evaluations=max_evaluations)
         self.seed = seed
         self.engine = self._new_engine()
         self.fixed_config: dict[str, Any] = {}
