@@ -28,6 +28,10 @@ have no target: they say where the time goes or how a figure depends on size.
   Target >= 5,000. ``archive_rewrite_s@N``: one full rewrite (compaction) at that size.
 - ``dispatch_overhead_ms``: 2,000 candidates over no-op evaluator actors on 8 simulated nodes,
   results streamed to an archive actor in batches of 50; wall time per candidate. Target <= 5.
+- ``cluster_scaling@4nodes``: the scaling rounds again on a simulated 4-node cluster, one
+  evaluator per node (``evaluate.evaluator_placement: spread``) against one evaluator;
+  ``cluster_rate_per_node``: that ratio over the nodes. The simulated nodes share this
+  machine's cores, so the figure shows the ceiling the cores set, not a real cluster's.
 
 ``--quick`` shrinks every measurement (for the test); its figures mean nothing.
 """
@@ -81,11 +85,11 @@ def sizes(quick: bool) -> dict:
         return {"rounds": 2, "round_archs": 2, "cv_archs": 3, "cv_sessions": 2,
                 "repeats": 5, "max_repeats": 20, "pred_archs": 6, "widths": None, "resolutions": None,
                 "archive_rows": [1000], "batches": 2, "batch_rows": 100,
-                "nodes": 2, "candidates": 100}
+                "nodes": 2, "candidates": 100, "cluster_nodes": 2}
     return {"rounds": 5, "round_archs": 12, "cv_archs": 10, "cv_sessions": 5,
             "repeats": 30, "max_repeats": 400, "pred_archs": 100, "widths": OFA_WIDTHS,
             "resolutions": OFA_RESOLUTIONS, "archive_rows": [10_000, 100_000, 1_000_000], "batches": 20,
-            "batch_rows": 500, "nodes": 8, "candidates": 2000}
+            "batch_rows": 500, "nodes": 8, "candidates": 2000, "cluster_nodes": 4}
 
 
 def _space(config: PipelineConfig, widths=None, resolutions=None):
@@ -129,6 +133,24 @@ def scaling_rows(config: PipelineConfig, work: Path, size: dict) -> list[dict]:
                     name, "per architecture, in process after each 1-actor round, one thread")
         rows.append(row(f"profile_{name}", value, f"{what} (median of {len(figures.pieces)} rounds)"))
     return rows
+
+
+def cluster_rows(config: PipelineConfig, work: Path, size: dict) -> list[dict]:
+    """1 evaluator against one per node on a simulated cluster (on this machine the nodes share its cores)."""
+    from pipeline.bench.dispatch import simulated_cluster
+    from pipeline.bench.scaling import eval_scaling
+
+    nodes = size["cluster_nodes"]
+    settings = config.model_copy(deep=True)
+    settings.evaluate.evaluator_placement = "spread"
+    write_checkpoint(settings, work)
+    # two logical CPUs per node: the idle 1-actor pool and the timed pool live side by side
+    with simulated_cluster(nodes, config.ray.namespace, cpus_per_node=2):
+        figures = eval_scaling(settings, work, _space(settings), size["rounds"], size["round_archs"], many=nodes)
+    cores = os.cpu_count() or 1
+    return [row(f"cluster_scaling@{nodes}nodes", figures.ratio, f"{figures.detail()}; {cores} physical cores shared"),
+            row(f"cluster_rate_per_node@{nodes}nodes", figures.ratio / nodes,
+                f"{nodes}-actor / 1-actor rate divided by the {figures.nodes} nodes used")]
 
 
 def archive_rows(work: Path, size: dict) -> list[dict]:
@@ -212,6 +234,8 @@ def main() -> int:
         overhead, detail = dispatch_overhead(work, size["nodes"], size["candidates"], config.ray.namespace)
         rows.append(row("dispatch_overhead_ms", overhead, detail))
         done("dispatch")
+        rows += cluster_rows(config, work / "cluster", size)
+        done("simulated cluster")
         load.append(os.getloadavg()[0])
     table = pd.DataFrame(rows).assign(load_avg_1m=max(load), date=datetime.date.today().isoformat())
     target_file = out / "bench_eval.parquet"

@@ -246,6 +246,9 @@ class EvaluateConfig(Section):
 
     num_evaluators: int = Field(2, ge=1)
     evaluator_num_cpus: float = Field(1.0, ge=0.0)
+    # "spread": one evaluator per node where the cluster allows (Ray's SPREAD strategy);
+    # "default": Ray's default placement, which fills a node before the next
+    evaluator_placement: Literal["default", "spread"] = "default"
     threads_per_evaluator: int = Field(1, ge=1)
     checkpoint: str | None = None  # default: RUN_DIR/supernet/supernet.pt
     calibration_images: int = Field(2000, ge=1)

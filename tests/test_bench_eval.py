@@ -30,6 +30,8 @@ def test_bench_eval_quick_writes_every_metric(tmp_path):
     assert table["value"].notna().all() and (table.loc[["eval_scaling", "archive_ingest_rows_per_s@1k",
                                                          "dispatch_overhead_ms"], "value"] > 0).all()
     assert table["load_avg_1m"].notna().all() and table["date"].notna().all()
+    cluster = table.loc["cluster_scaling@2nodes"]
+    assert cluster["value"] > 0 and "on 2 node(s)" in cluster["detail"]  # one evaluator per simulated node
     assert "dispatch_overhead_ms" in done.stdout and "latency_median_ms" in done.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["bench_eval.parquet"]  # the work folder is gone
 

@@ -1,8 +1,9 @@
 """Dispatch overhead: no-op candidates over one actor per (simulated) node, rows streamed to the archive.
 
-``simulated_cluster`` starts a ``ray.cluster_utils.Cluster`` of ``nodes`` one-CPU nodes, each with
-its own ``bench_node_<i>`` resource, and connects to it (shut down on exit); attached to a real
-cluster (``RAY_ADDRESS`` set) it starts nothing and the cluster's own nodes are used.
+``simulated_cluster`` starts a ``ray.cluster_utils.Cluster`` of ``nodes`` nodes (one logical CPU
+each unless told otherwise), each with its own ``bench_node_<i>`` resource, and connects to it
+(shut down on exit); attached to a real cluster (``RAY_ADDRESS`` set) it starts nothing and the
+cluster's own nodes are used.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 
 @contextmanager
-def simulated_cluster(nodes: int, namespace: str) -> Iterator[bool]:
+def simulated_cluster(nodes: int, namespace: str, cpus_per_node: int = 1) -> Iterator[bool]:
     """Yields True when a simulated cluster was started (and is torn down on exit)."""
     import ray
 
@@ -25,10 +26,10 @@ def simulated_cluster(nodes: int, namespace: str) -> Iterator[bool]:
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {"bench_node_0": 1}, "include_dashboard": False})
+        "num_cpus": cpus_per_node, "resources": {"bench_node_0": 1}, "include_dashboard": False})
     try:
         for index in range(1, nodes):
-            cluster.add_node(num_cpus=1, resources={f"bench_node_{index}": 1})
+            cluster.add_node(num_cpus=cpus_per_node, resources={f"bench_node_{index}": 1})
         ray.init(address=cluster.address, namespace=namespace)
         try:
             yield True

@@ -5,6 +5,7 @@ warmed up), then runs ``rounds`` rounds; in each, the 1-actor pool and then the 
 evaluate fresh architectures (BN recalibration + validation, one thread per actor). The figure is
 the median over rounds of that round's 2-actor / 1-actor rate, with the spread over rounds and
 the 1-minute load average sampled after each round (the machine is shared with Ray's daemons).
+With ``many=4`` on a simulated 4-node cluster it gives what each node adds.
 
 ``RoundProfiler`` times the same work in this process, piece by piece, for one architecture right
 after each 1-actor round: BN recalibration, the validation forward passes, cost counting and
@@ -35,11 +36,14 @@ class ScalingFigures:
     load_avg: list[float]
     seconds_per_arch_1: list[float]
     pieces: list[dict[str, float]]
+    nodes: int = 1  # distinct nodes the many-actor pool's actors run on
 
     def detail(self) -> str:
-        one, two = statistics.median(self.rates[1]), statistics.median(self.rates[2])
+        many = max(self.rates)
+        one, pool = statistics.median(self.rates[1]), statistics.median(self.rates[many])
         return (f"median of {len(self.ratios)} alternating rounds (spread {min(self.ratios):.2f}-"
-                f"{max(self.ratios):.2f}); 1 actor {one:.1f}/min, 2 actors {two:.1f}/min; load average "
+                f"{max(self.ratios):.2f}); 1 actor {one:.1f}/min, {many} actors on {self.nodes} node(s) "
+                f"{pool:.1f}/min; load average "
                 f"{min(self.load_avg):.2f}-{max(self.load_avg):.2f}")
 
     def profile(self) -> dict[str, float]:
@@ -89,29 +93,34 @@ class RoundProfiler:
 
 
 def eval_scaling(config: PipelineConfig, work: Path, space, rounds: int, archs_per_round: int,
-                 profiler: RoundProfiler | None = None) -> ScalingFigures:
-    """Median 2-actor / 1-actor evaluation rate over ``rounds`` alternating rounds.
+                 profiler: RoundProfiler | None = None, many: int = 2) -> ScalingFigures:
+    """Median ``many``-actor / 1-actor evaluation rate over ``rounds`` alternating rounds.
 
     With a ``profiler``, one architecture is timed piece by piece right after each 1-actor round
-    (the pools idle), so the profile sees the load that round saw.
+    (the pools idle), so the profile sees the load that round saw. Each round gives the
+    ``many``-actor pool ``many / 2`` times the architectures of the 2-actor case per actor count,
+    so every actor gets as much work as in the 1-vs-2 figure.
     """
-    from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.evaluate.ofav2_evaluator import ACCURACY_POOL, OFAv2ActorEvaluator
 
     rng = np.random.default_rng(config.run.seed)
     evaluators = {}
-    for actors in (1, 2):
+    for actors in (1, many):
         settings = config.model_copy(deep=True)
         settings.evaluate.num_evaluators = actors
         evaluators[actors] = OFAv2ActorEvaluator(settings, work, profiles=[])
         evaluators[actors].evaluate([space.sample(rng) for _ in range(2 * actors)])  # start and warm up
+    import ray
+
+    nodes = len(set(ray.get([actor.ping.remote() for actor in evaluators[many].pools[ACCURACY_POOL].actors])))
     if profiler is not None:
         profiler.time_one(space)  # warm-up, as the actors were warmed up
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    rates: dict[int, list[float]] = {1: [], many: []}
     load_avg, seconds_1, pieces = [], [], []
     try:
         for _ in range(rounds):
-            for actors in (1, 2):
-                archs = [space.sample(rng) for _ in range(archs_per_round)]
+            for actors in (1, many):
+                archs = [space.sample(rng) for _ in range(archs_per_round * max(1, actors // 2))]
                 start = time.perf_counter()
                 results = evaluators[actors].evaluate(archs)
                 elapsed = time.perf_counter() - start
@@ -125,5 +134,5 @@ def eval_scaling(config: PipelineConfig, work: Path, space, rounds: int, archs_p
     finally:
         for evaluator in evaluators.values():
             evaluator.shutdown()
-    ratios = [two / one for one, two in zip(rates[1], rates[2], strict=True)]
-    return ScalingFigures(statistics.median(ratios), ratios, rates, load_avg, seconds_1, pieces if profiler else [])
+    ratios = [pool / one for one, pool in zip(rates[1], rates[many], strict=True)]
+    return ScalingFigures(statistics.median(ratios), ratios, rates, load_avg, seconds_1, pieces if profiler else [], nodes)

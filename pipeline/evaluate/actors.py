@@ -178,7 +178,8 @@ def accuracy_pool(
     """``settings.num_evaluators`` evaluator actors, one CPU share and thread budget each."""
     import ray
 
-    remote = ray.remote(AccuracyWorker).options(num_cpus=settings.evaluator_num_cpus)
+    placement = {"scheduling_strategy": "SPREAD"} if settings.evaluator_placement == "spread" else {}
+    remote = ray.remote(AccuracyWorker).options(num_cpus=settings.evaluator_num_cpus, **placement)
     args = (str(checkpoint_path), data.model_dump(mode="json"), seed, settings.model_dump(mode="json"))
     return WorkerPool(
         name, lambda: remote.remote(*args), settings.num_evaluators,
