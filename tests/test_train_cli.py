@@ -42,3 +42,27 @@ def test_two_worker_ee_dp_run_dies_and_resumes_from_its_last_epoch(tmp_path):
     kept = ["epoch", "phase", "loss", "lr"]
     pd.testing.assert_frame_equal(history[kept].iloc[:4], partial[kept].iloc[:4])  # not retrained
     assert "epoch 1/" not in resumed.stdout + resumed.stderr  # it continued rather than starting over
+
+
+def test_ctrl_c_during_training_says_interrupted(tmp_path):
+    """Ctrl-C while Ray Train runs (Ray Train's own SIGINT handler aborts the run): one line, exit 130."""
+    import signal
+    import time
+
+    args = [a for s in SETTINGS + ["train.steps_per_epoch=40"] for a in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
+    job = subprocess.Popen([sys.executable, "jobs/train_supernet.py", *args, "--out", str(tmp_path / "run")],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        for line in job.stdout:  # type: ignore[union-attr]
+            if "epoch 1/" in line or time.monotonic() > deadline:
+                break
+        assert "epoch 1/" in line, "training never printed its first epoch"
+        job.send_signal(signal.SIGINT)
+        stdout, stderr = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr

@@ -41,7 +41,7 @@ from pipeline.train.optim import make_optimizer
 from pipeline.train.schedule import cosine_lr, derive_seed, numpy_generator, torch_generator
 from pipeline.train.steps import StepContext, train_step
 from pipeline.train.teacher import build_teacher
-from pipeline.train.workers import torch_threads, torch_trainer
+from pipeline.train.workers import fit_trainer, torch_threads, torch_trainer
 
 
 def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +119,6 @@ def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Arch
     trainer = torch_trainer(adaptation_loop, loop_config, train, adaptation.num_workers, RunConfig(
         name=f"{config.run.name}-adapt{round_index}-{uuid.uuid4().hex[:8]}",
         storage_path=str(RunDir(run_dir).train_storage)))
-    metrics = dict(trainer.fit().metrics or {})
+    metrics = dict(fit_trainer(trainer).metrics or {})
     log(f"[adapt] round {round_index}: loss {metrics.get('loss', float('nan')):.3f}; supernet republished")
     return metrics

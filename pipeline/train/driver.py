@@ -27,7 +27,7 @@ from pipeline.run_dir import RunDir
 from pipeline.runtime import prepare_ray_environment
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
 from pipeline.train.progress import epoch_lines
-from pipeline.train.workers import torch_trainer
+from pipeline.train.workers import fit_trainer, torch_trainer
 
 RUN_FILE = "run.json"
 
@@ -74,7 +74,7 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) 
         checkpoint_config=CheckpointConfig(num_to_keep=2),
     ))
     with epoch_lines(RunDir(run_dir).train_metrics):  # one line per epoch, from rank 0's published file
-        result = trainer.fit()
+        result = fit_trainer(trainer)
     metrics = dict(result.metrics or {})
     metrics["run_name"] = name
     metrics["supernet_path"] = str(RunDir(run_dir).supernet)
