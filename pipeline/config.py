@@ -397,8 +397,10 @@ class GenerateConfig(Section):
     temperatures: list[float] = Field([1.0, 2.0], min_length=1)  # generate mode: sampling temperatures (> 0)
     pessimism: float = Field(2.0, ge=0.0)  # generate mode: rank by GP lower bound mean - pessimism * sd (0: LightGBM)
     accuracy_clip_quantile: float = Field(0.2, ge=0.0, lt=1.0)  # accuracy predictor: targets clipped from below
-    rank_by: Literal["ranker", "predicted_top1"] = "ranker"  # generate mode: order of the samples meeting a budget
+    # generate mode: order of the samples meeting a budget (the pessimistic predicted top1 measured best; see README)
+    rank_by: Literal["ranker", "predicted_top1"] = "predicted_top1"
     entropy_weight: float = Field(0.5, ge=0.0)  # REINFORCE entropy bonus (0.5 keeps the policy diverse)
+    clone_weight: float = Field(1.0, ge=0.0)  # fit's final training: imitate the best measured arch per budget (0: off)
     verify: bool = True  # search mode: truly evaluate the winners (counts against evals)
     init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)  # share of evals on random architectures
     explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # search mode: share on continuous-budget proposals

@@ -203,3 +203,50 @@ def test_from_run_with_a_budget_vector_over_two_latency_profiles_plus_params(tmp
         assert params == counter(space.from_text(text))["params_m"]  # exact, counted on the supernet
     expected = np.all([frame[m] <= frame[f"budget@{m}"] + 1e-12 for m in metrics.split(",")], axis=0)
     assert frame["meets_budget"].tolist() == expected.tolist()
+
+
+def test_clone_targets_are_the_best_measured_architecture_meeting_each_budget(table):
+    """The imitation target for a budget is, by hand, the most accurate measured architecture whose
+    exact cost meets it (none below the cheapest measured one)."""
+    from pipeline.generate.engine import PNAG
+
+    evaluator = TableEvaluator(table)
+    pnag = PNAG(evaluator.space, FAST, seed=0, exact_cost_fn=evaluator.cheap_metrics,
+                exact_names=evaluator.cheap_metric_names)
+    by_params = table.sort_values("params_m").drop_duplicates("params_m")
+    small, middle_a, middle_b, large = (by_params.iloc[i] for i in (5, len(by_params) // 3, len(by_params) // 3 + 1, -3))
+    made_up_top1 = {small["arch"]: 60.0, middle_a["arch"]: 80.0, middle_b["arch"]: 70.0, large["arch"]: 90.0}
+    for text, top1 in made_up_top1.items():
+        pnag.add_known(evaluator.space.from_text(text), top1, {"params_m": float(table.set_index("arch").loc[text, "params_m"])})
+    pnag.scale = pnag._setup_scale()
+    raw = np.array([[small["params_m"] * 0.99], [small["params_m"]], [middle_b["params_m"] * 1.001],
+                    [large["params_m"] * 0.999], [large["params_m"]]])
+    expected = [None, small["arch"], middle_a["arch"], middle_a["arch"], large["arch"]]
+    targets, has_target = pnag.clone_targets(pnag.scale.normalise(raw))
+    got = [evaluator.space.to_text(evaluator.space.decode(g)) if ok else None for g, ok in zip(targets, has_target)]
+    assert got == expected
+
+
+def test_behaviour_cloning_makes_the_greedy_sample_the_target():
+    """With a flat reward, only the imitation term can teach the policy: after training, its greedy
+    answer is the target of the budget's half; without the term it is not."""
+    from pipeline.generate.policy import ArchGenerator, ReinforceTrainer
+
+    low_target, high_target = np.array([0, 1, 2, 3, 4, 0]), np.array([4, 4, 3, 1, 0, 2])
+
+    def targets(budget_norm):
+        rows = np.where(budget_norm[:, :1] < 0.5, low_target, high_target)
+        return rows.astype(np.int64), np.ones(len(budget_norm), dtype=bool)
+
+    def flat_reward(genes, budget_norm):
+        return torch.zeros(len(genes))
+
+    answers = {}
+    for weight in (1.0, 0.0):
+        policy = ArchGenerator([5] * 6, budget_dim=1, hidden=32)
+        ReinforceTrainer(policy, 1, seed=0, entropy_weight=0.0).train(flat_reward, 150, 64, targets, weight)
+        with torch.no_grad():
+            greedy, _, _ = policy(torch.tensor([[0.2], [0.8]]), greedy=True)
+        answers[weight] = greedy.numpy()
+    assert (answers[1.0][0] == low_target).all() and (answers[1.0][1] == high_target).all()
+    assert not ((answers[0.0][0] == low_target).all() and (answers[0.0][1] == high_target).all())

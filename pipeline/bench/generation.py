@@ -12,6 +12,8 @@ Methods, each with the same true evaluations per seed:
 
 - ``generate``: PNAG as the paper claims it: ``fit_with_evaluator`` once (no budget is an input),
   then the fitted generator answers every budget with ZERO further evaluations (checked);
+- ``generate_natv2``: the same generator, fitted once (``fit_from_archive``) on the archive of a
+  NATv2 run with those evaluations (what the pipeline does), then answering with zero evaluations;
 - ``search``: PNAG's per-budget search mode (``generate_with_evaluator``, told the budgets);
 - ``natv2``: one NATv2 run (``pipeline.bench.search.run_natv2``), then the most accurate member of
   its archive under each budget;
@@ -34,10 +36,11 @@ import pandas as pd
 
 from pipeline.config import GenerateConfig
 from pipeline.evaluate.table import TableEvaluator
-from pipeline.generate.runs import fit_with_evaluator, generate_with_evaluator
+from pipeline.generate.generator import FittedGenerator
+from pipeline.generate.runs import fit_from_archive, fit_with_evaluator, generate_with_evaluator
 from pipeline.generate.store import load_generator, save_generator
 
-METHODS: tuple[str, ...] = ("generate", "search", "natv2", "random")
+METHODS: tuple[str, ...] = ("generate", "generate_natv2", "search", "natv2", "random")
 BUDGET_COUNT = 30
 
 
@@ -79,6 +82,18 @@ def _table_accuracy(evaluator: TableEvaluator, arch_texts: Sequence[str]) -> np.
     return np.array([rows[text] for text in arch_texts], dtype=float)
 
 
+def _fit(method: str, evaluator: TableEvaluator, settings: GenerateConfig, seed: int, evals: int) -> FittedGenerator:
+    """``generate``: PNAG's own fit; ``generate_natv2``: fitted on a ``evals``-evaluation NATv2 archive."""
+    if method == "generate":
+        return fit_with_evaluator(evaluator.space, evaluator, settings, seed)
+    from pipeline.bench.search import natv2_records
+
+    archive = pd.DataFrame.from_records(
+        [{"arch": evaluator.space.to_text(r.arch), **r.metrics} for r in natv2_records(evaluator, evals, seed)])
+    return fit_from_archive(evaluator.space, archive, settings, seed, exact_cost_fn=evaluator.cheap_metrics,
+                            exact_names=evaluator.cheap_metric_names)
+
+
 def _run_pnag(method: str, evaluator: TableEvaluator, seed: int, evals: int, budgets: tuple[float, ...],
               settings: GenerateConfig, out: Path | None) -> tuple[np.ndarray, np.ndarray, float]:
     """PNAG generate or search: (true accuracy, params_m) per budget and the answering seconds."""
@@ -89,9 +104,9 @@ def _run_pnag(method: str, evaluator: TableEvaluator, seed: int, evals: int, bud
         frame, _ = generate_with_evaluator(evaluator.space, evaluator, column, settings, seed, run_id=f"bench-{seed}")
         seconds = time.perf_counter() - start
     else:
-        generator = fit_with_evaluator(evaluator.space, evaluator, settings, seed)
+        generator = _fit(method, evaluator, settings, seed, evals)
         if out is not None:
-            save_generator(generator, out / "generators" / f"seed_{seed}")
+            save_generator(generator, out / "generators" / (f"seed_{seed}" + ("_natv2" if method != "generate" else "")))
         spent = evaluator.evaluations
         start = time.perf_counter()
         frame = generator.generate(column, seed, run_id=f"bench-{seed}")
@@ -109,7 +124,7 @@ def _run_one(job: tuple[str, pd.DataFrame, int, int, tuple[float, ...], Generate
     evaluator = TableEvaluator(table)
     start = time.perf_counter()
     answer_seconds = float("nan")
-    if method in ("generate", "search"):
+    if method in ("generate", "generate_natv2", "search"):
         acc, cost, answer_seconds = _run_pnag(method, evaluator, seed, evals, budgets, settings, out)
     elif method == "random":
         from pipeline.bench.search import run_random
@@ -122,7 +137,7 @@ def _run_one(job: tuple[str, pd.DataFrame, int, int, tuple[float, ...], Generate
     else:
         raise ValueError(f"unknown method {method!r}")
     seconds = time.perf_counter() - start
-    per_budget = 0 if method == "generate" else int(evaluator.evaluations)
+    per_budget = 0 if method.startswith("generate") else int(evaluator.evaluations)
     return [
         {"method": method, "seed": seed, "budget": b, "top1": a, "params_m": c,
          "meets_budget": bool(np.isfinite(c) and c <= b), "evaluations": int(evaluator.evaluations),

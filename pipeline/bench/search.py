@@ -126,13 +126,20 @@ def run_natv2(
     evaluator: Evaluator, budget: int, seed: int, settings: NATv2Settings | None = None
 ) -> list[dict[str, float]]:
     """NATv2 driven by ask/tell in memory (no archive files): the metrics of every true evaluation."""
+    return [r.metrics for r in natv2_records(evaluator, budget, seed, settings)]
+
+
+def natv2_records(
+    evaluator: Evaluator, budget: int, seed: int, settings: NATv2Settings | None = None
+) -> list[EvaluationResult]:
+    """NATv2 driven by ask/tell in memory: every successful true evaluation (architecture and metrics)."""
     settings = replace(settings or NATv2Settings(), max_evaluations=budget)
     engine = NATv2Engine(evaluator.space, BENCH_OBJECTIVES, settings, seed, cheap_metrics=evaluator.cheap_metrics,
                          cheap_metric_names=evaluator.cheap_metric_names)
     while not engine.done:
         candidates = engine.ask()
         engine.tell(evaluator.evaluate([c.arch for c in candidates]) if candidates else [])
-    return [r.metrics for r in engine.result().records if r.status == "ok"]
+    return [r for r in engine.result().records if r.status == "ok"]
 
 
 def derive_table(table: pd.DataFrame, seed: int) -> pd.DataFrame:

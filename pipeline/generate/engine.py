@@ -197,9 +197,21 @@ class PNAG:
         archs, canon = self._canonicalise(genes)
         return self.ranker.score(self.ranker_inputs(canon, archs), budget_norm)  # type: ignore[union-attr]
 
-    def refit(self, first: bool = False, models: bool = True, full_steps: bool = False) -> None:
+    def clone_targets(self, budget_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per normalised budget row: the best measured architecture whose cost meets it, and whether
+        there is one (the behaviour-cloning targets of the final fit)."""
+        known = list(self.known.values())
+        genes = np.stack([k.genes for k in known])
+        costs = self.costs_of(genes, [k.arch for k in known])
+        budgets = self.scale.denormalise(np.asarray(budget_norm, dtype=float))  # type: ignore[union-attr]
+        meets = np.all(costs[None, :, :] <= budgets[:, None, :] * (1 + 1e-9), axis=2)  # (budgets, known); 1e-9: scale round trip
+        top1 = np.where(meets, np.array([k.top1 for k in known])[None, :], -np.inf)
+        return genes[np.argmax(top1, axis=1)], meets.any(axis=1)
+
+    def refit(self, first: bool = False, models: bool = True, full_steps: bool = False, clone: bool = False) -> None:
         """Fit predictors, then (``models``) R and the generator, from scratch when ``first``, else warm
-        (with the first fit's step counts when ``full_steps``)."""
+        (with the first fit's step counts when ``full_steps``). With ``clone`` the generator also
+        imitates, per drawn budget, the best measured architecture meeting it (``settings.clone_weight``)."""
         if len(self.known) < 5:
             raise BudgetError(f"PNAG needs at least 5 evaluated architectures to learn from, got {len(self.known)}")
         genes, top1 = self._known_arrays()
@@ -234,7 +246,8 @@ class PNAG:
         self.ranker.train(self.ranker_inputs(pool_genes, pool_archs), self.accuracy_of(pool_genes),  # type: ignore[union-attr]
                           self.costs_of(pool_genes, pool_archs), steps)
         steps = self.settings.training_steps if first or full_steps else self.settings.round_steps
-        self.trainer.train(self._reward, steps, self.settings.batch_size)  # type: ignore[union-attr]
+        self.trainer.train(self._reward, steps, self.settings.batch_size,  # type: ignore[union-attr]
+                           self.clone_targets if clone else None, self.settings.clone_weight)
 
     # -- generation ---------------------------------------------------------------------------
     def candidates(self, budget: np.ndarray, include_known: bool = True) -> Candidates:

@@ -8,8 +8,10 @@ the budget embedding sets the initial hidden state and is fed at every step.
 
 ``ReinforceTrainer`` trains it with REINFORCE on the reward R(arch, budget) of the Pareto-aware
 evaluator, with budgets drawn uniformly over ``[0, 1]`` per metric, a variance-reducing baseline
-(an exponential moving average of the reward per budget bin) and an entropy bonus. All sampling
-goes through one seeded ``torch.Generator``, so training is deterministic.
+(an exponential moving average of the reward per budget bin) and an entropy bonus. Optionally a
+behaviour-cloning term (the negative log-likelihood of a target architecture per drawn budget,
+e.g. the best measured one that meets it) is added to the same loss. All sampling goes through
+one seeded ``torch.Generator``, so training is deterministic.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class ArchGenerator(nn.Module):
         return self.budget_embed(torch.cat([budget_norm, torch.sin(angles), torch.cos(angles)], dim=1))
 
     def forward(self, budget_norm: torch.Tensor, generator: torch.Generator | None = None,
-                greedy: bool = False, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample gene vectors; returns ``(genes (B, G) long, log_prob (B,), entropy (B,))``."""
+                greedy: bool = False, temperature: float = 1.0,
+                forced: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample gene vectors; returns ``(genes (B, G) long, log_prob (B,), entropy (B,))``.
+        With ``forced`` (B, G) the choices are those genes (teacher forcing) and ``log_prob`` is theirs."""
         batch = budget_norm.shape[0]
         embed = self.embed(budget_norm)
         h, c = torch.tanh(self.init_state(embed)).chunk(2, dim=1)
@@ -58,7 +62,9 @@ class ArchGenerator(nn.Module):
             h, c = self.cell(torch.cat([token, embed], dim=1), (h, c))
             logits = head(torch.cat([h, embed], dim=1)) / temperature
             dist = torch.distributions.Categorical(logits=logits)
-            if greedy:
+            if forced is not None:
+                choice = forced[:, index]
+            elif greedy:
                 choice = logits.argmax(dim=1)
             else:
                 choice = torch.multinomial(dist.probs, 1, generator=generator).squeeze(1)
@@ -71,6 +77,9 @@ class ArchGenerator(nn.Module):
 
 RewardFn = Callable[[np.ndarray, np.ndarray], torch.Tensor]
 """(genes (B, G), budget_norm (B, m)) -> reward (B,)."""
+
+CloneFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""budget_norm (B, m) -> (target genes (B, G), has_target (B,) bool): what to imitate per budget."""
 
 
 class ReinforceTrainer:
@@ -92,8 +101,10 @@ class ReinforceTrainer:
     def _bin(self, budget_norm: torch.Tensor) -> torch.Tensor:
         return (budget_norm.mean(dim=1) * self.bins).long().clamp(0, self.bins - 1)
 
-    def step(self, reward_fn: RewardFn, batch_size: int) -> tuple[float, float]:
-        """One policy-gradient step on budgets drawn uniformly; returns (mean reward, mean entropy)."""
+    def step(self, reward_fn: RewardFn, batch_size: int, clone_fn: CloneFn | None = None,
+             clone_weight: float = 0.0) -> tuple[float, float]:
+        """One policy-gradient step on budgets drawn uniformly (plus ``clone_weight`` x the
+        imitation loss of ``clone_fn``'s targets); returns (mean reward, mean entropy)."""
         self.policy.train()
         budget_norm = torch.rand(batch_size, self.budget_dim, generator=self.generator)
         genes, log_prob, entropy = self.policy(budget_norm, self.generator)
@@ -108,6 +119,12 @@ class ReinforceTrainer:
         advantage = reward - baseline
         advantage = advantage / (advantage.std() + 1e-6)
         loss = -(advantage * log_prob).mean() - self.entropy_weight * entropy.mean()
+        if clone_fn is not None and clone_weight > 0:
+            targets, has_target = clone_fn(budget_norm.numpy())
+            if has_target.any():
+                rows = torch.as_tensor(np.flatnonzero(has_target))
+                _, target_log_prob, _ = self.policy(budget_norm[rows], forced=torch.as_tensor(targets[has_target]))
+                loss = loss - clone_weight * target_log_prob.mean()
         self.optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(self.policy.parameters(), 5.0)
@@ -121,8 +138,9 @@ class ReinforceTrainer:
                     self.baseline[b], self.baseline_seen[b] = mean, True
         return float(reward.mean()), float(entropy.detach().mean())
 
-    def train(self, reward_fn: RewardFn, steps: int, batch_size: int = 256) -> list[tuple[float, float]]:
-        return [self.step(reward_fn, batch_size) for _ in range(steps)]
+    def train(self, reward_fn: RewardFn, steps: int, batch_size: int = 256, clone_fn: CloneFn | None = None,
+              clone_weight: float = 0.0) -> list[tuple[float, float]]:
+        return [self.step(reward_fn, batch_size, clone_fn, clone_weight) for _ in range(steps)]
 
     @torch.no_grad()
     def sample(self, budget_norm: np.ndarray, count: int, temperature: float = 1.0) -> np.ndarray:

@@ -128,7 +128,7 @@ def fit_with_evaluator(
     pnag, budget = _start(space, evaluator, settings, seed, budgets, measured_metrics, exact_cost_fn, exact_names)
     _explore(pnag, evaluator, budget, settings.evals)
     pnag.pessimism = settings.pessimism  # the final fit: R and the policy learn to trust what was measured
-    pnag.refit(models=True, full_steps=True)
+    pnag.refit(models=True, full_steps=True, clone=True)
     return to_fitted(pnag, {"seed": seed, "evaluations": pnag.evaluations, "source": "evaluator"})
 
 
@@ -161,7 +161,7 @@ def generate_with_evaluator(
 
 def _archive_pnag(space: SearchSpace, archive: pd.DataFrame, settings: GenerateConfig, seed: int,
                   exact_cost_fn: ExactCostFn | None, exact_names: Sequence[str], check_cost_fn: ExactCostFn | None,
-                  budgets: np.ndarray | None, pessimism: float = 0.0) -> PNAG:
+                  budgets: np.ndarray | None, pessimism: float = 0.0, clone: bool = False) -> PNAG:
     """A PNAG fitted on an archive frame's ``ok`` rows (``budgets`` are only validated, first)."""
     if "arch" not in archive or "top1" not in archive:
         raise BudgetError("the archive lacks an 'arch' or 'top1' column; it is not a search archive")
@@ -175,7 +175,7 @@ def _archive_pnag(space: SearchSpace, archive: pd.DataFrame, settings: GenerateC
         pnag.add_known(space.from_text(str(record["arch"])), float(record["top1"]), metrics)
     if budgets is not None and len(pnag.checkable_metrics()) == len(pnag.metrics):  # fail fast, before fitting
         pnag._setup_scale().check(budgets)  # noqa: SLF001 - same package
-    pnag.refit(first=True)
+    pnag.refit(first=True, clone=clone)
     if budgets is not None:
         pnag.scale.check(budgets)  # type: ignore[union-attr]
     return pnag
@@ -193,7 +193,7 @@ def fit_from_archive(
     """*fit* on a finished search's archive (``arch`` text, ``top1``, cost columns): no true evaluation."""
     budgets = None if check_budgets is None else np.asarray(check_budgets, float).reshape(-1, len(settings.budget_metrics))
     pnag = _archive_pnag(space, archive, settings, seed, exact_cost_fn, exact_names, check_cost_fn, budgets,
-                         pessimism=settings.pessimism)
+                         pessimism=settings.pessimism, clone=True)
     info = {"seed": seed, "evaluations": 0, "source": "archive", "archive_rows": len(pnag.known)}
     return to_fitted(pnag, info).with_costs(exact_cost_fn, check_cost_fn)
 
