@@ -222,7 +222,7 @@ def test_clone_targets_are_the_best_measured_architecture_meeting_each_budget(ta
     raw = np.array([[small["params_m"] * 0.99], [small["params_m"]], [middle_b["params_m"] * 1.001],
                     [large["params_m"] * 0.999], [large["params_m"]]])
     expected = [None, small["arch"], middle_a["arch"], middle_a["arch"], large["arch"]]
-    targets, has_target = pnag.clone_targets(pnag.scale.normalise(raw))
+    targets, has_target = pnag.clone_targets()(pnag.scale.normalise(raw))
     got = [evaluator.space.to_text(evaluator.space.decode(g)) if ok else None for g, ok in zip(targets, has_target)]
     assert got == expected
 

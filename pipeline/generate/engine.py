@@ -30,7 +30,7 @@ from pipeline.config import GenerateConfig
 from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import EvaluationResult
 from pipeline.generate.budget import BudgetScale, over_budget_excess
-from pipeline.generate.policy import ArchGenerator, ReinforceTrainer
+from pipeline.generate.policy import ArchGenerator, CloneFn, ReinforceTrainer
 from pipeline.generate.predictors import AccuracyPredictor, ConfidenceBound, CostOracle, ExactCostFn, GeneFeatures
 from pipeline.generate.ranker import ParetoRanker
 from pipeline.schema import result_row
@@ -197,16 +197,21 @@ class PNAG:
         archs, canon = self._canonicalise(genes)
         return self.ranker.score(self.ranker_inputs(canon, archs), budget_norm)  # type: ignore[union-attr]
 
-    def clone_targets(self, budget_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per normalised budget row: the best measured architecture whose cost meets it, and whether
-        there is one (the behaviour-cloning targets of the final fit)."""
+    def clone_targets(self) -> CloneFn:
+        """The behaviour-cloning targets of the final fit: per normalised budget row, the best measured
+        architecture whose cost meets it, and whether there is one (costs taken once, here)."""
         known = list(self.known.values())
         genes = np.stack([k.genes for k in known])
         costs = self.costs_of(genes, [k.arch for k in known])
-        budgets = self.scale.denormalise(np.asarray(budget_norm, dtype=float))  # type: ignore[union-attr]
-        meets = np.all(costs[None, :, :] <= budgets[:, None, :] * (1 + 1e-9), axis=2)  # (budgets, known); 1e-9: scale round trip
-        top1 = np.where(meets, np.array([k.top1 for k in known])[None, :], -np.inf)
-        return genes[np.argmax(top1, axis=1)], meets.any(axis=1)
+        top1 = np.array([k.top1 for k in known])
+        scale = self.scale
+
+        def targets(budget_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            budgets = scale.denormalise(np.asarray(budget_norm, dtype=float))  # type: ignore[union-attr]
+            meets = np.all(costs[None] <= budgets[:, None] * (1 + 1e-9), axis=2)  # (budgets, known); 1e-9: round trip
+            return genes[np.argmax(np.where(meets, top1[None], -np.inf), axis=1)], meets.any(axis=1)
+
+        return targets
 
     def refit(self, first: bool = False, models: bool = True, full_steps: bool = False, clone: bool = False) -> None:
         """Fit predictors, then (``models``) R and the generator, from scratch when ``first``, else warm
@@ -247,7 +252,7 @@ class PNAG:
                           self.costs_of(pool_genes, pool_archs), steps)
         steps = self.settings.training_steps if first or full_steps else self.settings.round_steps
         self.trainer.train(self._reward, steps, self.settings.batch_size,  # type: ignore[union-attr]
-                           self.clone_targets if clone else None, self.settings.clone_weight)
+                           self.clone_targets() if clone else None, self.settings.clone_weight)
 
     # -- generation ---------------------------------------------------------------------------
     def candidates(self, budget: np.ndarray, include_known: bool = True) -> Candidates:
