@@ -200,10 +200,8 @@ class PNAG:
     def clone_targets(self) -> CloneFn:
         """The behaviour-cloning targets of the final fit: per normalised budget row, the best measured
         architecture whose cost meets it, and whether there is one (costs taken once, here)."""
-        known = list(self.known.values())
-        genes = np.stack([k.genes for k in known])
-        costs = self.costs_of(genes, [k.arch for k in known])
-        top1 = np.array([k.top1 for k in known])
+        genes, top1 = self._known_arrays()
+        costs = self.costs_of(genes, [k.arch for k in self.known.values()])
         scale = self.scale
 
         def targets(budget_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
