@@ -341,8 +341,9 @@ class SearchConfig(Section):
     surrogate_population: int = Field(100, ge=4)
     surrogate_generations: int = Field(20, ge=1)
     #: ``natv2``: K picks by non-dominated rank over archive and candidates, spread over every
-    #: objective; ``nat``: NAT's rule, the surrogate front spread along the cheap objectives only
-    subset_selection: Literal["natv2", "nat"] = "natv2"
+    #: objective; ``nat``: NAT's rule, the surrogate front spread along the cheap objectives only;
+    #: ``hvi``: K picks one by one for the largest predicted hypervolume gain over the archive's front
+    subset_selection: Literal["natv2", "nat", "hvi"] = "natv2"
     adaptation: AdaptationConfig = AdaptationConfig()
 
     @model_validator(mode="before")

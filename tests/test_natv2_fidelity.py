@@ -141,3 +141,23 @@ def test_the_paper_config_carries_the_papers_settings():
     assert (settings.archive_size, settings.candidates(), settings.initial_factor) == (300, 25, 10.0)
     assert settings.adaptation_enabled and settings.evaluations_for_initial() == 3000
     assert settings.max_evaluations == 3000 + 30 * 25 and settings.iterations == 30
+
+
+def test_hvi_selection_hands_out_the_greedy_hypervolume_picks(table, monkeypatch):
+    picks: list[int] = []
+
+    def spy(minimized, k, archive, reference=1.1):
+        chosen = natv2_selection.hypervolume_greedy(minimized, k, archive, reference)
+        picks.append(len(chosen))
+        return chosen
+
+    from pipeline.search import selection as natv2_selection
+
+    monkeypatch.setattr(natv2, "hypervolume_greedy", spy)
+    evaluator = TableEvaluator(table)
+    engine = _engine(evaluator, replace(FAST, subset_selection="hvi"))
+    while not engine.done:
+        candidates = engine.ask()
+        engine.tell(evaluator.evaluate([c.arch for c in candidates]))
+    assert picks and all(count == FAST.candidates_per_iteration for count in picks)
+    assert len(picks) == engine.iteration  # one greedy selection per search iteration

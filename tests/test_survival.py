@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.search.pareto import pareto_mask
-from pipeline.search.selection import select_candidates, spread_subset
+from pipeline.search.selection import hypervolume_greedy, select_candidates, spread_subset
 from pipeline.search.survival import archive_survival, survive
 
 
@@ -65,3 +65,25 @@ def test_select_candidates_fills_by_rank_and_prefers_improvements_over_the_archi
     archive = np.array([[0.1, 0.1]])  # dominates candidate 1 and the two dominated ones
     picked = select_candidates(candidates, 2, archive=archive)
     assert picked.tolist() == [0, 2]
+
+
+def test_hypervolume_greedy_picks_by_hand_computed_gain_not_by_spread():
+    """Archive (0, 10), (10, 0); candidates W (8, 3), U (-5, 30), V (5, 5), all non-dominated.
+
+    Normalised by (-5, 0)-(10, 30) with the reference at 1.1, the areas each adds, by hand:
+    U (0, 1) adds 1/3 x 0.1 = 0.033; V (2/3, 1/6) adds 1/3 x 1/6 = 0.056; W (0.8, 0.1) adds
+    0.2 x 0.233 = 0.047, but only 0.2 x 0.067 = 0.013 once V is in. So the greedy order is V, U,
+    W, while spreading (farthest from the archive) would take U first.
+    """
+    archive = np.array([[0.0, 10.0], [10.0, 0.0]])
+    candidates = np.array([[8.0, 3.0], [-5.0, 30.0], [5.0, 5.0]])  # W 0, U 1, V 2
+    assert hypervolume_greedy(candidates, 1, archive).tolist() == [2]
+    assert select_candidates(candidates, 1, archive).tolist() == [1]
+    assert hypervolume_greedy(candidates, 2, archive).tolist() == [1, 2]
+    assert hypervolume_greedy(candidates, 3, archive).tolist() == [0, 1, 2]
+
+
+def test_hypervolume_greedy_falls_back_to_rank_and_spread_without_gain():
+    archive = np.array([[0.0, 0.0]])  # dominates every candidate: nothing adds hypervolume
+    candidates = np.array([[1.0, 2.0], [2.0, 1.0], [3.0, 3.0], [1.5, 1.5]])
+    assert hypervolume_greedy(candidates, 2, archive).tolist() == select_candidates(candidates, 2, archive).tolist()

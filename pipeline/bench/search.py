@@ -41,6 +41,7 @@ NATV2_VARIANTS: dict[str, dict[str, object]] = {
     "natv2": {},
     "natv2_nat_surrogates": {"surrogates": SURROGATE_PRESETS["nat"], "cv_folds": 10},
     "natv2_nat_selection": {"subset_selection": "nat"},
+    "natv2_hvi": {"subset_selection": "hvi"},
 }
 METHODS = (*NATV2_VARIANTS, "random", "nsga2", *OPTUNA_METHODS)
 

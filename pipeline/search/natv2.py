@@ -34,7 +34,7 @@ from pipeline.errors import BudgetError, ConfigError
 from pipeline.evaluate.interface import EvaluationResult, Objective
 from pipeline.search.engine_state import EngineState, EvaluatedRecord
 from pipeline.search.pareto import nondominated_ranks, normalized_hypervolume, to_minimization
-from pipeline.search.selection import select_candidates
+from pipeline.search.selection import hypervolume_greedy, select_candidates
 from pipeline.search.settings import NATv2Settings
 from pipeline.search.surrogate_search import search_surrogate
 from pipeline.search.surrogates import AdaptiveSurrogate
@@ -346,6 +346,8 @@ class NATv2Engine:
         if self.settings.subset_selection == "nat":  # NAT: the surrogate front, spread along the cheap objectives
             cheap = [j for j, o in enumerate(self.objectives) if o.name not in self.surrogates]
             return select_candidates(minimized, k, None, spread_columns=cheap or None)
+        if self.settings.subset_selection == "hvi":
+            return hypervolume_greedy(minimized, k, self._minimized(self._current_ok()))
         return select_candidates(minimized, k, self._minimized(self._current_ok()))
 
     def _unique(

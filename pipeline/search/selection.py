@@ -5,7 +5,9 @@ axis: it starts from the extreme of each objective (or from given anchor points)
 adds the candidate farthest from everything chosen so far, which spreads the picks along the
 front. ``select_candidates`` fills K slots from the surrogate's non-dominated ranks in order and
 spreads the rank that does not fit. NAT's own rule (``search.subset_selection: nat``) ranks the
-candidates alone and spreads along the cheap objectives only. Deterministic: ties go to the
+candidates alone and spreads along the cheap objectives only. ``hypervolume_greedy``
+(``search.subset_selection: hvi``) picks one at a time the candidate whose predicted point adds
+the most hypervolume to the archive's front and the picks so far. Deterministic: ties go to the
 lowest index.
 """
 
@@ -84,4 +86,44 @@ def select_candidates(
             chosen.extend(members[picked].tolist())
         if len(chosen) >= k:
             break
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def hypervolume_greedy(minimized: np.ndarray, k: int, archive: np.ndarray, reference: float = 1.1) -> np.ndarray:
+    """Indices of ``k`` candidates picked one by one for the largest predicted hypervolume gain.
+
+    Each pick maximises HV(archive front + picks + candidate) - HV(archive front + picks), with
+    objectives normalised over archive and candidates together and the reference point at
+    ``reference`` per axis. When no candidate is predicted to add hypervolume any more, the rest
+    are filled by ``select_candidates`` (non-dominated ranks, spread).
+    """
+    from pymoo.indicators.hv import HV
+
+    minimized = np.asarray(minimized, dtype=float)
+    archive = np.asarray(archive, dtype=float).reshape(-1, minimized.shape[1])
+    if k >= len(minimized):
+        return np.arange(len(minimized))
+    everything = np.vstack([archive, minimized])
+    lower, upper = everything.min(axis=0), everything.max(axis=0)
+    points = _normalise(minimized, lower, upper)
+    base = _normalise(archive, lower, upper)
+    base = base[nondominated_ranks(base) == 0] if len(base) else base
+    indicator = HV(ref_point=np.full(minimized.shape[1], reference))
+    chosen: list[int] = []
+    current = float(indicator(base)) if len(base) else 0.0
+    while len(chosen) < k:
+        front = np.vstack([base, points[chosen]]) if chosen else base
+        open_rows = np.setdiff1d(np.arange(len(points)), chosen)
+        ranks = nondominated_ranks(np.vstack([front, points[open_rows]]))[len(front):]
+        contenders = open_rows[ranks == 0]
+        gains = np.array([float(indicator(np.vstack([front, points[i][None]]))) - current for i in contenders])
+        if len(contenders) == 0 or gains.max() <= 1e-12:
+            break
+        best = int(contenders[int(np.argmax(gains))])
+        chosen.append(best)
+        current += float(gains.max())
+    if len(chosen) < k:
+        rest = np.setdiff1d(np.arange(len(points)), chosen)
+        known = np.vstack([archive, minimized[chosen]]) if chosen else archive
+        chosen.extend(rest[select_candidates(minimized[rest], k - len(chosen), known)].tolist())
     return np.sort(np.asarray(chosen, dtype=np.int64))
