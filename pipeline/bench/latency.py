@@ -41,7 +41,7 @@ class LatencyFigure:
     detail: str
 
 
-def bench_profile(repeats: int, max_repeats: int, timer: str = "thread_cpu", target_rse: float = 0.01) -> HardwareProfile:
+def bench_profile(repeats: int, max_repeats: int, timer: str = "wall", target_rse: float = 0.01) -> HardwareProfile:
     """One intra-op thread, every ONNX Runtime setting fixed, timed until the median is stable."""
     return HardwareProfile(name=PROFILE, threads=1, optimization_level="all", execution_mode="sequential",
                            allow_spinning=False, timer=timer, warmup=max(3, repeats // 5), repeats=repeats,
