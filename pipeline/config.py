@@ -344,6 +344,12 @@ class SearchConfig(Section):
     #: objective; ``nat``: NAT's rule, the surrogate front spread along the cheap objectives only;
     #: ``hvi``: K picks one by one for the largest predicted hypervolume gain over the archive's front
     subset_selection: Literal["natv2", "nat", "hvi"] = "natv2"
+    #: small-archive phase: while fewer than ``early_rows`` architectures are measured (0: never),
+    #: fit ``early_surrogates`` and select by ``early_subset_selection`` (cross-validated switching
+    #: is unreliable on a handful of rows; a GP with ``hvi`` starts better on unfamiliar tables)
+    early_rows: int = Field(0, ge=0)
+    early_surrogates: list[SurrogateName] = Field(["gp"], min_length=1)
+    early_subset_selection: Literal["natv2", "nat", "hvi"] = "hvi"
     adaptation: AdaptationConfig = AdaptationConfig()
 
     @model_validator(mode="before")

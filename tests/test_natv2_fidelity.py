@@ -161,3 +161,30 @@ def test_hvi_selection_hands_out_the_greedy_hypervolume_picks(table, monkeypatch
         engine.tell(evaluator.evaluate([c.arch for c in candidates]))
     assert picks and all(count == FAST.candidates_per_iteration for count in picks)
     assert len(picks) == engine.iteration  # one greedy selection per search iteration
+
+
+def test_small_archive_phase_fits_the_early_surrogates_and_selection_then_the_regular_ones(table, monkeypatch):
+    fits: list[tuple[tuple[str, ...], int]] = []
+    greedy_calls: list[int] = []
+
+    class Spy(natv2.AdaptiveSurrogate):
+        def fit(self, genes, targets, seed=0):
+            fits.append((tuple(self.names), len(targets)))
+            return super().fit(genes, targets, seed=seed)
+
+    from pipeline.search import selection
+
+    def greedy(minimized, k, archive, reference=1.1):
+        greedy_calls.append(len(archive))
+        return selection.hypervolume_greedy(minimized, k, archive, reference)
+
+    monkeypatch.setattr(natv2, "AdaptiveSurrogate", Spy)
+    monkeypatch.setattr(natv2, "hypervolume_greedy", greedy)
+    evaluator = TableEvaluator(table)
+    engine = _engine(evaluator, replace(FAST, early_rows=25, early_surrogates=("gp",), early_subset_selection="hvi"))
+    while not engine.done:
+        candidates = engine.ask()
+        engine.tell(evaluator.evaluate([c.arch for c in candidates]))
+    assert [rows for _, rows in fits] == [20, 25, 30, 35]  # the first ask of 20 rows, then K = 5 more each time
+    assert [names for names, _ in fits] == [("gp",), ("ridge", "dtree"), ("ridge", "dtree"), ("ridge", "dtree")]
+    assert greedy_calls == [20]  # hvi while small; the regular rank-and-spread rule afterwards

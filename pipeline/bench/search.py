@@ -42,6 +42,7 @@ NATV2_VARIANTS: dict[str, dict[str, object]] = {
     "natv2_nat_surrogates": {"surrogates": SURROGATE_PRESETS["nat"], "cv_folds": 10},
     "natv2_nat_selection": {"subset_selection": "nat"},
     "natv2_hvi": {"subset_selection": "hvi"},
+    "natv2_early": {"early_rows": 50},  # GP + hvi while fewer than 50 architectures are measured
 }
 METHODS = (*NATV2_VARIANTS, "random", "nsga2", *OPTUNA_METHODS)
 

@@ -102,6 +102,10 @@ class NATv2Engine:
             name: AdaptiveSurrogate(settings.surrogates, self.upper, settings.cv_folds, settings.ensemble_size)
             for name in self.predicted
         }
+        self.early_surrogates = {  # while the archive is small (``settings.early_rows``)
+            name: AdaptiveSurrogate(settings.early_surrogates, self.upper, settings.cv_folds, settings.ensemble_size)
+            for name in self.predicted
+        }
         self._cheap_cache: dict[str, dict[str, float]] = {}
         self._ends = {space.arch_id(space.smallest()), space.arch_id(space.largest())}
         self.state = EngineState(seed=seed)
@@ -287,11 +291,20 @@ class NATv2Engine:
         self.rng.bit_generator.state = state.rng_state
 
     # -- surrogates and proposals ------------------------------------------------------------
+    @property
+    def early(self) -> bool:
+        """Whether fewer than ``settings.early_rows`` current architectures are measured: the
+        engine then fits ``early_surrogates`` and selects by ``early_subset_selection``."""
+        return len(self._current_ok()) < self.settings.early_rows
+
+    def _surrogate_bank(self) -> dict[str, AdaptiveSurrogate]:
+        return self.early_surrogates if self.early else self.surrogates
+
     def _fit_surrogates(self) -> dict[str, dict[str, Any]]:
         usable = [r for r in self.state.records.values() if r.status == "ok" and r.current]
         genes = np.array([self.space.encode(r.arch) for r in usable])
         choices = {}
-        for name, surrogate in self.surrogates.items():
+        for name, surrogate in self._surrogate_bank().items():
             targets = np.array([r.metrics[name] for r in usable], dtype=float)
             choice = surrogate.fit(genes, targets, seed=int(self.rng.integers(2**31 - 1)))
             choices[name] = {"name": choice.name, "tau": choice.taus[choice.name]}
@@ -302,7 +315,7 @@ class NATv2Engine:
         columns = []
         for objective in self.objectives:
             if objective.name in self.surrogates:
-                columns.append(self.surrogates[objective.name].predict(genes))
+                columns.append(self._surrogate_bank()[objective.name].predict(genes))
             elif objective.name in self.latency_predictors:
                 columns.append(np.asarray(self.latency_predictors[objective.name].predict(list(archs)), dtype=float))
             else:
@@ -342,11 +355,12 @@ class NATv2Engine:
         return [archs[i] for i in chosen], predicted
 
     def _select(self, minimized: np.ndarray, k: int) -> np.ndarray:
-        """K of the surrogate search's candidates, by ``settings.subset_selection``."""
-        if self.settings.subset_selection == "nat":  # NAT: the surrogate front, spread along the cheap objectives
+        """K of the surrogate search's candidates, by ``settings.subset_selection`` (early: ``early_subset_selection``)."""
+        rule = self.settings.early_subset_selection if self.early else self.settings.subset_selection
+        if rule == "nat":  # NAT: the surrogate front, spread along the cheap objectives
             cheap = [j for j, o in enumerate(self.objectives) if o.name not in self.surrogates]
             return select_candidates(minimized, k, None, spread_columns=cheap or None)
-        if self.settings.subset_selection == "hvi":
+        if rule == "hvi":
             return hypervolume_greedy(minimized, k, self._minimized(self._current_ok()))
         return select_candidates(minimized, k, self._minimized(self._current_ok()))
 

@@ -36,6 +36,9 @@ class NATv2Settings:
     surrogate_population: int = _SECTION.surrogate_population
     surrogate_generations: int = _SECTION.surrogate_generations
     subset_selection: str = _SECTION.subset_selection
+    early_rows: int = _SECTION.early_rows  # 0: no small-archive phase
+    early_surrogates: tuple[str, ...] = tuple(_SECTION.early_surrogates)
+    early_subset_selection: str = _SECTION.early_subset_selection
     adaptation_enabled: bool = _SECTION.adaptation.enabled
     adaptation_archs: int = _SECTION.adaptation.archs_sampled
 
@@ -51,7 +54,7 @@ class NATv2Settings:
             values.setdefault("adaptation_enabled", adaptation.get("enabled", cls.adaptation_enabled))
             values.setdefault("adaptation_archs", adaptation.get("archs_sampled", cls.adaptation_archs))
         known = {f.name for f in fields(cls)}
-        picked = {k: (tuple(v) if k == "surrogates" else v) for k, v in values.items() if k in known}
+        picked = {k: (tuple(v) if k in ("surrogates", "early_surrogates") else v) for k, v in values.items() if k in known}
         return cls(**picked)
 
     def initial_archive_size(self) -> int:
