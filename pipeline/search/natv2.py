@@ -295,7 +295,7 @@ class NATv2Engine:
     def early(self) -> bool:
         """Whether fewer than ``settings.early_rows`` current architectures are measured: the
         engine then fits ``early_surrogates`` and selects by ``early_subset_selection``."""
-        return len(self._current_ok()) < self.settings.early_rows
+        return self.settings.early_rows > 0 and len(self._current_ok()) < self.settings.early_rows
 
     def _surrogate_bank(self) -> dict[str, AdaptiveSurrogate]:
         return self.early_surrogates if self.early else self.surrogates
