@@ -360,9 +360,8 @@ class NATv2Engine:
         if rule == "nat":  # NAT: the surrogate front, spread along the cheap objectives
             cheap = [j for j, o in enumerate(self.objectives) if o.name not in self.surrogates]
             return select_candidates(minimized, k, None, spread_columns=cheap or None)
-        if rule == "hvi":
-            return hypervolume_greedy(minimized, k, self._minimized(self._current_ok()))
-        return select_candidates(minimized, k, self._minimized(self._current_ok()))
+        pick = hypervolume_greedy if rule == "hvi" else select_candidates
+        return pick(minimized, k, self._minimized(self._current_ok()))
 
     def _unique(
         self,
