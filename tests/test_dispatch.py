@@ -54,6 +54,35 @@ def test_every_item_gets_one_outcome_and_failures_become_rows(ray_local):
     dispatcher.shutdown()
 
 
+class NamedDelay:
+    """A test actor body that says which actor ran an item: it returns its own delay."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def run(self, payload):
+        time.sleep(self.delay_s)
+        return {"echo": payload, "delay_s": self.delay_s}
+
+
+def test_the_last_items_go_to_idle_actors_not_behind_a_slow_call(ray_local):
+    """4 items, a fast actor (0.05 s) and a slow one (1 s). Queueing 2 per actor up front would put
+    items 2 and 3 behind the slow call (2 s in all); handing the tail to idle actors gives the slow
+    actor one item and the fast one three."""
+    ray = ray_local
+    remote = ray.remote(NamedDelay).options(num_cpus=0)
+    delays = [0.05, 1.0]
+    pool = WorkerPool("eval", lambda: remote.remote(delays.pop(0)), 2, max_in_flight=2)
+    dispatcher = Dispatcher([pool], poll_s=0.05)
+    start = time.perf_counter()
+    outcomes = dispatcher.run([WorkItem(f"c{i}", "eval", i) for i in range(4)])
+    elapsed = time.perf_counter() - start
+    ran_on = [o.value["delay_s"] for o in outcomes.values()]
+    assert ran_on.count(1.0) == 1 and ran_on.count(0.05) == 3, ran_on
+    assert elapsed < 1.9
+    dispatcher.shutdown()
+
+
 def test_killed_actor_work_is_resubmitted_exactly_once(ray_local):
     ray = ray_local
     pool = _pool(ray, "eval", size=2, delay_s=0.15, max_in_flight=2)

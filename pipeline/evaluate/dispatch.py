@@ -5,7 +5,8 @@
 - every ``WorkItem`` has a unique ``key`` and names the ``WorkerPool`` that runs it; ``run``
   returns exactly one ``Outcome`` per key, so nothing is lost and nothing is counted twice;
 - each actor has at most ``max_in_flight`` calls queued (2 by default, so it never waits for the
-  driver between items);
+  driver between items); a call is queued behind a running one only while more items wait than
+  the pool has actors, so the last items of a run go to idle actors, not behind a slow call;
 - an actor that dies (``RayActorError``, a crashed worker) is replaced by a fresh one from the
   pool's factory, and every item it held is resubmitted; an item that has been held by
   ``1 + max_retries`` dying actors becomes a failed outcome;
@@ -212,12 +213,20 @@ class _RunBooks:
         self.stats.failed += outcome.status == "failed"
 
     def fill(self) -> None:
-        """Queue calls on every actor up to its pool's ``max_in_flight``."""
+        """Queue calls on the actors, one level at a time, up to the pool's ``max_in_flight``.
+
+        Every idle actor gets a call first. A call is queued behind a running one only while more
+        items wait than the pool has actors: near the end of a run an item queued behind a running
+        call could wait while another actor idles, so the last items go to idle actors only."""
         now = time.monotonic()
         for name, pool in self.pools.items():
-            queue = self.queues[name]
-            for index, slot in enumerate(self.slots[name]):
-                while queue and len(slot.refs) < pool.max_in_flight:
+            queue, slots = self.queues[name], self.slots[name]
+            for depth in range(pool.max_in_flight):
+                for index, slot in enumerate(slots):
+                    if not queue or (depth > 0 and len(queue) <= len(slots)):
+                        break
+                    if len(slot.refs) > depth:
+                        continue
                     item, attempt = queue.popleft()
                     ref = pool.submit(index, item.payload)
                     if not slot.refs:
