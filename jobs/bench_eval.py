@@ -7,9 +7,10 @@ latency_median_ms, load_avg_1m, date) and prints the table. Rows whose direction
 have no target: they say where the time goes or how a figure depends on size.
 
 - ``eval_scaling``: evaluations/min with 2 evaluator actors over 1 (one thread each, BN
-  recalibration + validation on a freshly initialised supernet of the demo's space; fresh
-  architectures every round; pools warmed up first); the median over 5 alternating rounds of
-  each round's ratio, with the spread and the load average (``pipeline.bench.scaling``). Target >= 1.7.
+  recalibration + validation on a freshly initialised supernet of the demo's space; 24 fresh
+  architectures a round, the same for both pools; pools warmed up by an uncounted round); the
+  median over 6 rounds of each round's ratio, the pool that goes first alternating, with the
+  spread and the load average (``pipeline.bench.scaling``). Target >= 1.7.
   ``profile_*_s``: one evaluation's pieces timed in process, and the rest of a 1-actor round's
   time per architecture (Ray and the driver).
 - ``latency_cv_median``: OFA's stage widths (24, 40, 80, 112, 160) at 64 and 128 px; 10
@@ -53,6 +54,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.atomic import write_parquet_atomic  # noqa: E402
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
+from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.runtime import job_argument_parser, prepare_ray_environment, ray_session, run_job  # noqa: E402
 
 OFA_WIDTHS, OFA_RESOLUTIONS = [24, 40, 80, 112, 160], [64, 128]
@@ -63,6 +65,9 @@ TARGETS = {
     "archive_ingest_rows_per_s": (">=", 5000.0),
     "dispatch_overhead_ms": ("<=", 5.0),
 }
+
+
+PARTS = ("latency", "scaling", "archive", "dispatch", "cluster")
 
 
 def bench_defaults(quick: bool) -> list[str]:
@@ -88,7 +93,7 @@ def sizes(quick: bool) -> dict:
                 "repeats": 5, "max_repeats": 20, "pred_archs": 6, "widths": None, "resolutions": None,
                 "archive_rows": [1000], "batches": 2, "batch_rows": 100,
                 "nodes": 2, "candidates": 100, "cluster_nodes": 2}
-    return {"rounds": 5, "round_archs": 12, "cv_archs": 10, "cv_sessions": 5,
+    return {"rounds": 6, "round_archs": 24, "cv_archs": 10, "cv_sessions": 5,
             "repeats": 30, "max_repeats": 400, "pred_archs": 100, "widths": OFA_WIDTHS,
             "resolutions": OFA_RESOLUTIONS, "archive_rows": [10_000, 100_000, 1_000_000], "batches": 20,
             "batch_rows": 500, "nodes": 8, "candidates": 2000, "cluster_nodes": 4}
@@ -210,7 +215,13 @@ def main() -> int:
 
     parser = job_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings (for the test)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
     args = parser.parse_args()
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise ConfigError(f"--parts: unknown part(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PARTS)}")
     out = Path(args.out or "runs/bench_eval").resolve()
     out.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config, bench_defaults(args.quick) + args.overrides)
@@ -229,20 +240,27 @@ def main() -> int:
             clock = time.perf_counter()
 
         # latency first, before Ray's daemons start: one-thread timings want the quietest machine
-        rows = latency_rows(config, work, size)
-        done("latency")
-        with ray_session(config.ray, num_cpus=max(3, config.ray.num_cpus or 3)):
-            done("ray start")
-            rows += scaling_rows(config, work / "scaling", size)
-            done("scaling")
-            rows += archive_rows(work, size)
-            done("archive")
+        rows = []
+        if "latency" in parts:
+            rows += latency_rows(config, work, size)
+            done("latency")
+        if {"scaling", "archive"} & set(parts):
+            with ray_session(config.ray, num_cpus=max(3, config.ray.num_cpus or 3)):
+                done("ray start")
+                if "scaling" in parts:
+                    rows += scaling_rows(config, work / "scaling", size)
+                    done("scaling")
+                if "archive" in parts:
+                    rows += archive_rows(work, size)
+                    done("archive")
         load.append(os.getloadavg()[0])
-        overhead, detail = dispatch_overhead(work, size["nodes"], size["candidates"], config.ray.namespace)
-        rows.append(row("dispatch_overhead_ms", overhead, detail))
-        done("dispatch")
-        rows += cluster_rows(config, work / "cluster", size)
-        done("simulated cluster")
+        if "dispatch" in parts:
+            overhead, detail = dispatch_overhead(work, size["nodes"], size["candidates"], config.ray.namespace)
+            rows.append(row("dispatch_overhead_ms", overhead, detail))
+            done("dispatch")
+        if "cluster" in parts:
+            rows += cluster_rows(config, work / "cluster", size)
+            done("simulated cluster")
         load.append(os.getloadavg()[0])
     table = pd.DataFrame(rows).assign(load_avg_1m=max(load), date=datetime.date.today().isoformat())
     target_file = out / "bench_eval.parquet"

@@ -44,3 +44,15 @@ def test_bench_eval_bad_override_is_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: config: unknown key 'evaluate.nonsense'"
+
+
+def test_bench_eval_unknown_part_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "bench_eval.py"), "--out", str(tmp_path), "--quick",
+         "--parts", "scaling,latencyy"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: --parts: unknown part(s) latencyy; "
+                                   "choose from latency, scaling, archive, dispatch, cluster")
+    assert not (tmp_path / "bench_eval.parquet").exists()

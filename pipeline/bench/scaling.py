@@ -2,7 +2,7 @@
 
 ``eval_scaling`` keeps a 1-actor and a 2-actor ``OFAv2ActorEvaluator`` alive side by side (both
 warmed up), then runs ``rounds`` rounds; in each, the 1-actor pool and then the 2-actor pool
-evaluate fresh architectures (BN recalibration + validation, one thread per actor). The figure is
+evaluate the same fresh architectures (BN recalibration + validation, one thread per actor). The figure is
 the median over rounds of that round's 2-actor / 1-actor rate, with the spread over rounds and
 the 1-minute load average sampled after each round (the machine is shared with Ray's daemons).
 With ``many=4`` on a simulated 4-node cluster it gives what each node adds.
@@ -97,9 +97,9 @@ def eval_scaling(config: PipelineConfig, work: Path, space, rounds: int, archs_p
     """Median ``many``-actor / 1-actor evaluation rate over ``rounds`` alternating rounds.
 
     With a ``profiler``, one architecture is timed piece by piece right after each 1-actor round
-    (the pools idle), so the profile sees the load that round saw. Each round gives the
-    ``many``-actor pool ``many / 2`` times the architectures of the 2-actor case per actor count,
-    so every actor gets as much work as in the 1-vs-2 figure.
+    (the pools idle), so the profile sees the load that round saw. Both pools of a round evaluate
+    the same ``archs_per_round * many / 2`` architectures, so every actor of the ``many`` pool gets
+    as much work as in the 1-vs-2 figure.
     """
     from pipeline.evaluate.ofav2_evaluator import ACCURACY_POOL, OFAv2ActorEvaluator
 
@@ -118,9 +118,17 @@ def eval_scaling(config: PipelineConfig, work: Path, space, rounds: int, archs_p
     rates: dict[int, list[float]] = {1: [], many: []}
     load_avg, seconds_1, pieces = [], [], []
     try:
-        for _ in range(rounds):
-            for actors in (1, many):
-                archs = [space.sample(rng) for _ in range(archs_per_round * max(1, actors // 2))]
+        # a full round, not counted, first: a fresh actor's first rounds run slower (the allocator
+        # grows to the largest resolutions and widths), which would favour whichever pool is second
+        warm_up = [space.sample(rng) for _ in range(archs_per_round * max(1, many // 2))]
+        for evaluator in evaluators.values():
+            evaluator.evaluate(warm_up)
+        for number in range(rounds):
+            # both pools evaluate the same architectures (each evaluator has its own cache), so a
+            # round's ratio does not depend on which pool drew the costly ones; the pool that goes
+            # first alternates, so a drift in the machine's load cancels over rounds
+            archs = [space.sample(rng) for _ in range(archs_per_round * max(1, many // 2))]
+            for actors in ((1, many) if number % 2 == 0 else (many, 1)):
                 start = time.perf_counter()
                 results = evaluators[actors].evaluate(archs)
                 elapsed = time.perf_counter() - start
