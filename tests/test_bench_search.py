@@ -120,3 +120,33 @@ def test_derived_table_keeps_format_and_reranks(bench_table_path):
     pd.testing.assert_frame_equal(derived, derive_table(table, 1))
     best = lambda t: set(t.loc[t.groupby(t["params_m"].round(4))["accuracy"].idxmax(), "arch"])  # noqa: E731
     assert len(best(table) & best(derived)) < len(best(table)) / 2
+
+
+@pytest.mark.parametrize("method", ["random", "nsga2", "optuna_tpe", "optuna_nsga2"])
+def test_one_run_to_the_largest_budget_scores_each_smaller_budget_as_its_own_run(bench_table_path, method):
+    """A budget-agnostic method's first b evaluations are what a run at budget b evaluates, so the
+    shared run's row at b equals a separate run's: same HV ratio and evaluation count."""
+    from functools import partial
+
+    from pipeline.bench.search import run_method, true_front
+    from pipeline.evaluate.table import TableEvaluator, load_table
+
+    table = load_table(bench_table_path)
+    make, front = partial(TableEvaluator, table), true_front(table)
+    shared = run_method(make, front, method, [12, 40], seed=3)
+    alone = run_method(make, front, method, 12, seed=3)[0]
+    assert [row["budget"] for row in shared] == [12, 40]
+    assert shared[0]["hv_ratio"] == alone["hv_ratio"] and shared[0]["evaluations"] == alone["evaluations"] == 12
+    assert shared[1]["evaluations"] == 40 and shared[1]["hv_ratio"] >= shared[0]["hv_ratio"]
+    assert 0 <= shared[0]["search_seconds"] <= shared[0]["seconds"] <= shared[1]["seconds"]
+
+
+def test_a_budget_planning_method_refuses_to_share_a_run(bench_table_path):
+    from functools import partial
+
+    from pipeline.bench.search import run_method, true_front
+    from pipeline.evaluate.table import TableEvaluator, load_table
+
+    table = load_table(bench_table_path)
+    with pytest.raises(ValueError, match="once per budget"):
+        run_method(partial(TableEvaluator, table), true_front(table), "natv2", [30, 60], seed=0)

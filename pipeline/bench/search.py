@@ -7,7 +7,11 @@ get the same budget of distinct true evaluations: the NATv2 engine (its default 
 search (uniform, without repeats), plain pymoo NSGA-II (population 30, integer genes, SBX and
 polynomial mutation with rounding repair, duplicates eliminated) on the true evaluator, and
 Optuna's samplers (``optuna_peers.py``). Each row also records the seconds the method spent
-outside the true evaluations (``search_seconds``: the search's own cost).
+outside the true evaluations (``search_seconds``: the search's own cost). Methods that do not
+know their budget (``ANYTIME_METHODS``) run once per seed to the largest budget and are scored on
+their first b evaluations at each budget b, which is what a run at budget b evaluates (Optuna's
+samplers: unless the smaller run hit its trial cap first); the NATv2 variants plan with the
+budget and run once per budget.
 ``derive_table`` builds a second table of the same format for robustness checks.
 """
 
@@ -43,8 +47,12 @@ NATV2_VARIANTS: dict[str, dict[str, object]] = {
     "natv2_nat_selection": {"subset_selection": "nat"},
     "natv2_hvi": {"subset_selection": "hvi"},
     "natv2_early": {"early_rows": 50},  # GP + hvi while fewer than 50 architectures are measured
+    "natv2_rank": {"surrogates": ("lgbm_rank", "gp", "ridge")},  # LambdaRank instead of the regressor
 }
 METHODS = (*NATV2_VARIANTS, "random", "nsga2", *OPTUNA_METHODS)
+#: methods that do not know their budget: the first b evaluations of a run to the largest budget
+#: are a run at budget b (same seed), so one run serves every budget
+ANYTIME_METHODS = ("random", "nsga2", *OPTUNA_METHODS)
 
 
 class TimedEvaluator(Evaluator):
@@ -53,6 +61,9 @@ class TimedEvaluator(Evaluator):
     def __init__(self, inner: Evaluator):
         self.inner, self.space, self.seconds = inner, inner.space, 0.0
         self.cheap_metric_names = inner.cheap_metric_names
+        self.started = time.perf_counter()
+        #: after each call: (evaluations so far, seconds since start, seconds in evaluations so far)
+        self.marks: list[tuple[int, float, float]] = []
 
     @property
     def evaluations(self) -> int:  # type: ignore[override]
@@ -63,7 +74,16 @@ class TimedEvaluator(Evaluator):
         try:
             return self.inner.evaluate(archs)
         finally:
-            self.seconds += time.perf_counter() - started
+            now = time.perf_counter()
+            self.seconds += now - started
+            self.marks.append((self.inner.evaluations, now - self.started, self.seconds))
+
+    def seconds_at(self, evaluations: int) -> tuple[float, float]:
+        """(seconds since start, seconds in evaluations) when ``evaluations`` evaluations were done."""
+        for count, elapsed, evaluating in self.marks:
+            if count >= evaluations:
+                return elapsed, evaluating
+        return time.perf_counter() - self.started, self.seconds
 
     def cheap_metrics(self, arch: dict) -> dict[str, float]:
         return self.inner.cheap_metrics(arch)
@@ -90,8 +110,10 @@ def run_random(evaluator: Evaluator, space: SearchSpace, budget: int, seed: int)
     seen: dict[str, dict] = {}
     while len(seen) < budget:
         arch = space.sample(rng)
-        seen.setdefault(space.arch_id(arch), arch)
-    return [r.metrics for r in evaluator.evaluate(list(seen.values()))]
+        key = space.arch_id(arch)
+        if key not in seen:  # one at a time, so the seconds at every smaller budget are known
+            seen[key] = evaluator.evaluate([arch])[0].metrics
+    return list(seen.values())
 
 
 def run_nsga2(
@@ -168,25 +190,37 @@ def derive_table(table: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def run_method(
-    make_evaluator: Callable[[], Evaluator], front: np.ndarray, method: str, budget: int, seed: int,
+    make_evaluator: Callable[[], Evaluator], front: np.ndarray, method: str, budgets: int | Sequence[int], seed: int,
     settings: NATv2Settings | None = None,
-) -> dict[str, object]:
-    """One benchmark row: a method's HV ratio and evaluations at a budget and seed."""
+) -> list[dict[str, object]]:
+    """Benchmark rows of one run: a method's HV ratio, evaluations and seconds at each budget.
+
+    Several budgets are one run only for ``ANYTIME_METHODS`` (scored on the first b evaluations of
+    a run to the largest budget); the NATv2 variants plan with their budget, one run per budget."""
+    budgets = sorted({budgets} if isinstance(budgets, int) else set(budgets))
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if len(budgets) > 1 and method not in ANYTIME_METHODS:
+        raise ValueError(f"{method} plans with its budget: run it once per budget")
     evaluator = TimedEvaluator(make_evaluator())
-    started = time.perf_counter()
+    budget = budgets[-1]
     if method in NATV2_VARIANTS:
         metrics = run_natv2(evaluator, budget, seed, replace(settings or NATv2Settings(), **NATV2_VARIANTS[method]))
     elif method == "random":
         metrics = run_random(evaluator, evaluator.space, budget, seed)
     elif method == "nsga2":
         metrics = run_nsga2(evaluator, evaluator.space, budget, seed)
-    elif method in OPTUNA_METHODS:
-        metrics = run_optuna(evaluator, evaluator.space, budget, seed, method)
     else:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    seconds = time.perf_counter() - started
-    return {"method": method, "budget": budget, "seed": seed, "hv_ratio": score(metrics, front),
-            "evaluations": evaluator.evaluations, "seconds": seconds, "search_seconds": seconds - evaluator.seconds}
+        metrics = run_optuna(evaluator, evaluator.space, budget, seed, method)
+    finished = (time.perf_counter() - evaluator.started, evaluator.seconds)
+    rows = []
+    for each in budgets:
+        count = min(each, len(metrics))
+        seconds, evaluating = evaluator.seconds_at(count) if each < budget else finished
+        rows.append({"method": method, "budget": each, "seed": seed, "hv_ratio": score(metrics[:count], front),
+                     "evaluations": count if each < budget else evaluator.evaluations, "seconds": seconds,
+                     "search_seconds": seconds - evaluating})
+    return rows
 
 
 def benchmark(
@@ -205,13 +239,18 @@ def benchmark(
     """
     from pipeline.console import progress_reporter
 
-    tasks = [(method, budget, seed) for budget in budgets for seed in seeds for method in methods]
-    rows = []
+    budgets = sorted(set(budgets))
+    tasks = [(method, tuple(budgets), seed) for seed in seeds for method in methods if method in ANYTIME_METHODS]
+    tasks += [(method, (budget,), seed) for budget in budgets for seed in seeds for method in methods
+              if method not in ANYTIME_METHODS]
+    rows: list[dict[str, object]] = []
     with progress_reporter(len(tasks), "bench_search") as report:
-        def done(row: dict[str, object]) -> None:
-            rows.append(row)
-            report(f"[{len(rows)}/{len(tasks)}] {row['method']} @{row['budget']} seed {row['seed']}: "
-                   f"HV ratio {row['hv_ratio']:.4f} ({row['seconds']:.1f} s)")
+        def done(run_rows: list[dict[str, object]]) -> None:
+            rows.extend(run_rows)
+            scores = "/".join(f"{r['hv_ratio']:.4f}" for r in run_rows)
+            report(f"[{len(rows)}/{len(methods) * len(budgets) * len(seeds)} rows] {run_rows[-1]['method']} "
+                   f"@{'/'.join(str(r['budget']) for r in run_rows)} seed {run_rows[-1]['seed']}: "
+                   f"HV ratio {scores} ({run_rows[-1]['seconds']:.1f} s)")
 
         if workers <= 1:
             for m, b, s in tasks:
