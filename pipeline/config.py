@@ -74,7 +74,7 @@ class SupernetConfig(Section):
 
 PhaseName = Literal["full", "kernel", "level", "height", "depth", "expand"]
 #: the NATv2 surrogates ``pipeline.search.surrogates`` can build
-SurrogateName = Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]
+SurrogateName = Literal["lgbm", "lgbm_rank", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]
 #: named surrogate sets for ``search.surrogates`` (``nat``: NAT's adaptive switching)
 SURROGATE_PRESETS: dict[str, tuple[str, ...]] = {"nat": ("rbf", "gp", "mlp", "dtree")}
 TRAIN_PHASES: tuple[str, ...] = get_args(PhaseName)
@@ -221,6 +221,10 @@ class HardwareProfile(Section):
     repeats: int = Field(50, ge=3)  # timed runs at least; more until the median is stable
     max_repeats: int = Field(1000, ge=3)  # the cap of the stopping rule
     target_rse: float = Field(0.01, gt=0.0, lt=1.0)  # stop when the median's relative standard error is below
+    # time a fixed reference model after every block of runs and scale the figures to the machine's
+    # speed when the actor started: cancels spells of a slower machine (a shared or throttled
+    # host) at about twice the timing cost
+    speed_reference: bool = False
     num_actors: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0.0)  # CPUs each latency actor reserves
     num_gpus: float = Field(0.0, ge=0.0)

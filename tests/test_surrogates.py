@@ -59,3 +59,20 @@ def test_every_surrogate_fits_and_ranks_a_simple_signal(name):
     target = 80 + 2.0 * genes[:, 1] + genes[:, 2]
     model = make_surrogate(name, UPPER, seed=0).fit(genes, target)
     assert np.corrcoef(model.predict(genes), target)[0, 1] > 0.5
+
+
+def test_ranking_surrogate_learns_the_whole_order_and_speaks_the_targets_units():
+    """LambdaRank with every pair counted orders held-out rows at the bottom as well as at the top,
+    and its predictions have the training targets' mean and spread."""
+    from scipy.stats import kendalltau
+
+    genes = _genes(160, 6)
+    target = 70 + genes @ np.array([2.0, -1.0, 1.5, 0.5, 1.0, -0.5]) + np.random.default_rng(7).normal(0, 0.2, 160)
+    model = make_surrogate("lgbm_rank", UPPER, seed=0).fit(genes[:120], target[:120])
+    held_out = model.predict(genes[120:])
+    assert kendalltau(target[120:], held_out).statistic > 0.6
+    bottom = np.argsort(target[120:])[:20]  # the worse half of the held-out rows, ordered too
+    assert kendalltau(target[120:][bottom], held_out[bottom]).statistic > 0.3
+    fitted = model.predict(genes[:120])
+    assert abs(fitted.mean() - target[:120].mean()) < 1e-6
+    assert fitted.std() == pytest.approx(target[:120].std(), rel=1e-6)
