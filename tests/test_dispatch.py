@@ -64,6 +64,9 @@ class NamedDelay:
         time.sleep(self.delay_s)
         return {"echo": payload, "delay_s": self.delay_s}
 
+    def ready(self) -> bool:
+        return True
+
 
 def test_the_last_items_go_to_idle_actors_not_behind_a_slow_call(ray_local):
     """4 items, a fast actor (0.05 s) and a slow one (1 s). Queueing 2 per actor up front would put
@@ -73,6 +76,7 @@ def test_the_last_items_go_to_idle_actors_not_behind_a_slow_call(ray_local):
     remote = ray.remote(NamedDelay).options(num_cpus=0)
     delays = [0.05, 1.0]
     pool = WorkerPool("eval", lambda: remote.remote(delays.pop(0)), 2, max_in_flight=2)
+    ray.get([actor.ready.remote() for actor in pool.actors])  # both started before the clock does
     dispatcher = Dispatcher([pool], poll_s=0.05)
     start = time.perf_counter()
     outcomes = dispatcher.run([WorkItem(f"c{i}", "eval", i) for i in range(4)])

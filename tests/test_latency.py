@@ -169,3 +169,53 @@ def test_thread_cpu_timer_needs_one_cpu_thread():
     for settings in ({"threads": None}, {"threads": 2}, {"threads": 1, "provider": "cuda"}):
         with pytest.raises(ValueError, match="thread_cpu"):
             HardwareProfile(name="t", timer="thread_cpu", **settings)
+
+
+class _MachineClock:
+    """A fake clock for two models on one machine whose speed can change: a run of a model that
+    costs ``c`` ms at full speed advances the clock by ``c * slowdown``."""
+
+    def __init__(self) -> None:
+        self.now, self.slowdown = 0, 1.0
+
+    def runner(self, cost_ms: float):
+        def run_once() -> None:
+            self.now += int(cost_ms * self.slowdown * 1e6)
+        return run_once
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def test_speed_reference_cancels_a_slower_machine():
+    """Timed in a spell where the machine runs 1.5x slower, a 2 ms model reads 3 ms; the reference
+    (1 ms at full speed, its baseline) reads 1.5 ms in the same spell, which scales it back to 2 ms."""
+    from pipeline.evaluate.latency import SpeedReference
+
+    clock = _MachineClock()
+    candidate, reference = clock.runner(2.0), clock.runner(1.0)
+    baseline = time_until_stable(reference, 2, 20, clock=clock).median_ms
+    assert baseline == pytest.approx(1.0)
+    clock.slowdown = 1.5
+    raw = time_until_stable(candidate, 2, 20, clock=clock)
+    corrected = time_until_stable(candidate, 2, 20, clock=clock, reference=SpeedReference(reference, baseline))
+    assert raw.median_ms == pytest.approx(3.0)
+    assert corrected.median_ms == pytest.approx(2.0) and corrected.p90_ms == pytest.approx(2.0)
+    assert corrected.repeats == raw.repeats == 20 and corrected.cv == raw.cv
+
+
+def test_latency_worker_with_a_speed_reference_times_it_once_and_scales_by_it(tmp_path):
+    from pipeline.config import HardwareProfile
+    from pipeline.evaluate.actors import LatencyWorker
+
+    profile = HardwareProfile(name="ref", threads=1, warmup=2, repeats=10, max_repeats=10, speed_reference=True)
+    worker = LatencyWorker(OFAv2Space(**TINY).options(), 4, profile.model_dump(mode="json"), str(tmp_path))
+    archs = [worker.space.sample(np.random.default_rng(seed)) for seed in (1, 2)]
+    first = worker.run(archs[0])["metrics"]["latency_ms@ref"]
+    reference = worker.reference()
+    assert reference is not None and reference.baseline_ms > 0 and first > 0
+    worker.run(archs[1])
+    assert worker.reference() is reference  # built and timed once per worker
+    plain = LatencyWorker(OFAv2Space(**TINY).options(), 4, profile.model_copy(update={"speed_reference": False})
+                          .model_dump(mode="json"), str(tmp_path))
+    assert plain.reference() is None

@@ -41,11 +41,12 @@ class LatencyFigure:
     detail: str
 
 
-def bench_profile(repeats: int, max_repeats: int, timer: str = "wall", target_rse: float = 0.01) -> HardwareProfile:
+def bench_profile(repeats: int, max_repeats: int, timer: str = "wall", target_rse: float = 0.01,
+                  speed_reference: bool = False) -> HardwareProfile:
     """One intra-op thread, every ONNX Runtime setting fixed, timed until the median is stable."""
     return HardwareProfile(name=PROFILE, threads=1, optimization_level="all", execution_mode="sequential",
                            allow_spinning=False, timer=timer, warmup=max(3, repeats // 5), repeats=repeats,
-                           max_repeats=max_repeats, target_rse=target_rse)
+                           max_repeats=max_repeats, target_rse=target_rse, speed_reference=speed_reference)
 
 
 def latency_worker(space: OFAv2Space, profile: HardwareProfile, cache: Path) -> LatencyWorker:

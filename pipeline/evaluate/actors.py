@@ -23,12 +23,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from pipeline.config import DataConfig, EvaluateConfig, HardwareProfile
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.evaluate.dispatch import WorkerPool
-from pipeline.evaluate.latency import measure_onnx
+from pipeline.evaluate.latency import SpeedReference, measure_onnx, speed_reference
 from pipeline.evaluate.profiles import actor_options
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
@@ -135,6 +136,7 @@ class LatencyWorker:
         self.net = build_supernet(space_options, num_classes).eval()
         self.space = self.net.space
         self.cache_dir = Path(cache_dir)
+        self._reference: SpeedReference | None = None
 
     def onnx_path(self, arch: Architecture) -> tuple[Path, int, bool]:
         """The cached ONNX file of ``arch`` at the profile's resolution and batch; exported if missing."""
@@ -149,9 +151,24 @@ class LatencyWorker:
         export_onnx(self.net.extract(arch).eval(), path, resolution, batch_size=batch)  # atomic
         return path, resolution, False
 
+    def reference(self) -> SpeedReference | None:
+        """The profile's speed reference (built and timed on first use), or None when it has none.
+
+        The reference is the space's architecture drawn with seed 0, at the profile's resolution or
+        the middle of the space's resolutions."""
+        if not self.profile.speed_reference:
+            return None
+        if self._reference is None:
+            arch = self.space.sample(np.random.default_rng(0))
+            resolutions = sorted(getattr(self.space, "resolutions", (arch["resolution"],)))
+            arch["resolution"] = resolutions[len(resolutions) // 2]
+            path, resolution, _ = self.onnx_path(arch)
+            self._reference = speed_reference(path, self.profile, resolution)
+        return self._reference
+
     def run(self, arch: Architecture) -> dict[str, Any]:
         path, resolution, cached = self.onnx_path(arch)
-        stats = measure_onnx(path, self.profile, resolution)
+        stats = measure_onnx(path, self.profile, resolution, reference=self.reference())
         return {"metrics": stats.metrics(self.profile.name), "onnx_cached": cached, **_where()}
 
     def ping(self) -> str:

@@ -10,7 +10,9 @@ runs, then more in blocks until the running median is stable (``median_rse`` bel
 CPU time of the thread that runs the model (``thread_cpu``, one intra-op thread only: what the
 model costs, without the time a busy machine gives to other processes). The result is the median, the 90th percentile
 and the coefficient of variation (population standard deviation / mean) of the runs, the last
-being the noise check. On CUDA / TensorRT the input and output stay on the device through IO
+being the noise check. With the profile's ``speed_reference`` a fixed model is timed after every
+block too, and the figures are scaled to the machine's speed when the worker started
+(``SpeedReference``), which cancels spells of a slower machine. On CUDA / TensorRT the input and output stay on the device through IO
 binding and every timed run ends with ``synchronize_outputs``, so the time covers the work, not
 just the launch.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,10 @@ class LatencyStats:
             rse=median_rse(samples_ms),
         )
 
+    def scaled(self, factor: float) -> LatencyStats:
+        """The same runs with median and p90 times ``factor`` (the CV and RSE are unit-free)."""
+        return replace(self, median_ms=self.median_ms * factor, p90_ms=self.p90_ms * factor)
+
     def metrics(self, profile: str) -> dict[str, float]:
         """As ``latency_ms@p``, ``latency_p90_ms@p`` and ``latency_cv@p``."""
         median, p90, cv = latency_metrics(profile)
@@ -104,27 +110,52 @@ def _runner(session, batch: np.ndarray) -> Callable[[], None]:
     return run_once
 
 
+@dataclass(frozen=True)
+class SpeedReference:
+    """A fixed model timed after every block of a candidate's runs: how fast the machine is now.
+
+    ``baseline_ms`` is its median when the worker started. A candidate's median and p90 are scaled
+    by ``baseline_ms / median(reference runs during the candidate's timing)``, which cancels a
+    slowdown of the whole machine (a busy host, a throttled core) that lasts longer than a block:
+    such spells last seconds and move every model timed in them alike."""
+
+    run_once: Callable[[], None]
+    baseline_ms: float
+    runs_per_block: int = 3
+
+
+def _timed(run_once: Callable[[], None], clock: Callable[[], int]) -> float:
+    start = clock()
+    run_once()
+    return (clock() - start) / 1e6
+
+
 def time_until_stable(run_once: Callable[[], None], warmup: int, repeats: int, max_repeats: int | None = None,
-                      target_rse: float = 0.0, clock: Callable[[], int] = time.perf_counter_ns) -> LatencyStats:
+                      target_rse: float = 0.0, clock: Callable[[], int] = time.perf_counter_ns,
+                      reference: SpeedReference | None = None) -> LatencyStats:
     """Warm up, time at least ``repeats`` runs, then more until ``median_rse < target_rse`` or the cap.
 
     Runs are added in blocks of a fifth of ``repeats`` (at least 5), the rule checked after each.
     ``target_rse=0`` (or ``max_repeats <= repeats``) times exactly ``repeats`` runs. ``clock``
-    returns nanoseconds.
+    returns nanoseconds. With a ``reference``, it is timed after every block and the result is
+    scaled to the machine's speed at the reference's baseline (``SpeedReference``).
     """
     cap = max(repeats, max_repeats or repeats)
     block = max(5, repeats // 5)
     for _ in range(warmup):
         run_once()
     samples: list[float] = []
+    reference_ms: list[float] = []
     while True:
-        count = repeats - len(samples) if len(samples) < repeats else min(block, cap - len(samples))
-        for _ in range(count):
-            start = clock()
-            run_once()
-            samples.append((clock() - start) / 1e6)
-        if len(samples) >= cap or median_rse(np.asarray(samples)) < target_rse:
-            return LatencyStats.from_samples(np.asarray(samples))
+        count = min(block, repeats - len(samples)) if len(samples) < repeats else min(block, cap - len(samples))
+        samples += [_timed(run_once, clock) for _ in range(count)]
+        if reference is not None:
+            reference_ms += [_timed(reference.run_once, clock) for _ in range(reference.runs_per_block)]
+        if len(samples) >= cap or (len(samples) >= repeats and median_rse(np.asarray(samples)) < target_rse):
+            stats = LatencyStats.from_samples(np.asarray(samples))
+            if reference is None:
+                return stats
+            return stats.scaled(reference.baseline_ms / float(np.median(reference_ms)))
 
 
 def time_session(session, batch: np.ndarray, warmup: int, repeats: int, max_repeats: int | None = None,
@@ -133,11 +164,27 @@ def time_session(session, batch: np.ndarray, warmup: int, repeats: int, max_repe
     return time_until_stable(_runner(session, batch), warmup, repeats, max_repeats, target_rse)
 
 
-def measure_onnx(path: str | Path, profile: HardwareProfile, resolution: int, seed: int = 0) -> LatencyStats:
-    """Open a fresh session on ``path`` and time it under ``profile`` at ``resolution``."""
+def _clock(profile: HardwareProfile) -> Callable[[], int]:
+    return time.thread_time_ns if profile.timer == "thread_cpu" else time.perf_counter_ns
+
+
+def session_runner(path: str | Path, profile: HardwareProfile, resolution: int, seed: int = 0) -> Callable[[], None]:
+    """One run of a fresh session on ``path`` under ``profile``, on a seeded batch at ``resolution``."""
     session = open_session(path, profile)
     shape = (profile.batch_size, 3, resolution, resolution)
-    batch = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    clock = time.thread_time_ns if profile.timer == "thread_cpu" else time.perf_counter_ns
-    return time_until_stable(_runner(session, batch), profile.warmup, profile.repeats, profile.max_repeats,
-                             profile.target_rse, clock=clock)
+    return _runner(session, np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
+def measure_onnx(path: str | Path, profile: HardwareProfile, resolution: int, seed: int = 0,
+                 reference: SpeedReference | None = None) -> LatencyStats:
+    """Open a fresh session on ``path`` and time it under ``profile`` at ``resolution``."""
+    return time_until_stable(session_runner(path, profile, resolution, seed), profile.warmup, profile.repeats,
+                             profile.max_repeats, profile.target_rse, clock=_clock(profile), reference=reference)
+
+
+def speed_reference(path: str | Path, profile: HardwareProfile, resolution: int) -> SpeedReference:
+    """The reference model on ``path``, its baseline timed now under ``profile`` (at least 100 runs)."""
+    run_once = session_runner(path, profile, resolution)
+    baseline = time_until_stable(run_once, max(profile.warmup, 10), max(profile.repeats, 100),
+                                 max(profile.max_repeats, 100), profile.target_rse, clock=_clock(profile))
+    return SpeedReference(run_once, baseline.median_ms)
