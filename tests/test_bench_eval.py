@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETED = ["eval_scaling", "archive_ingest_rows_per_s@1k", "latency_cv_median",
@@ -36,23 +37,16 @@ def test_bench_eval_quick_writes_every_metric(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["bench_eval.parquet"]  # the work folder is gone
 
 
-def test_bench_eval_bad_override_is_one_line(tmp_path):
+@pytest.mark.parametrize("arguments, message", [
+    (["--set", "evaluate.nonsense=1"], "error: config: unknown key 'evaluate.nonsense'"),
+    (["--parts", "scaling,latencyy"],
+     "error: --parts: unknown part(s) latencyy; choose from latency, scaling, archive, dispatch, cluster"),
+], ids=["bad_override", "unknown_part"])
+def test_bench_eval_bad_input_is_one_line_and_writes_nothing(tmp_path, arguments, message):
     done = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "bench_eval.py"), "--out", str(tmp_path), "--quick",
-         "--set", "evaluate.nonsense=1"],
+        [sys.executable, str(REPO / "jobs" / "bench_eval.py"), "--out", str(tmp_path), "--quick", *arguments],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: config: unknown key 'evaluate.nonsense'"
-
-
-def test_bench_eval_unknown_part_is_one_line(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "bench_eval.py"), "--out", str(tmp_path), "--quick",
-         "--parts", "scaling,latencyy"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip() == ("error: --parts: unknown part(s) latencyy; "
-                                   "choose from latency, scaling, archive, dispatch, cluster")
+    assert done.stderr.strip() == message
     assert not (tmp_path / "bench_eval.parquet").exists()
