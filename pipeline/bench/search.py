@@ -48,6 +48,7 @@ NATV2_VARIANTS: dict[str, dict[str, object]] = {
     "natv2_hvi": {"subset_selection": "hvi"},
     "natv2_early": {"early_rows": 50},  # GP + hvi while fewer than 50 architectures are measured
     "natv2_rank": {"surrogates": ("lgbm_rank", "gp", "ridge")},  # LambdaRank instead of the regressor
+    "natv2_early_rank": {"early_rows": 50, "surrogates": ("lgbm_rank", "gp", "ridge")},  # both of the above
 }
 METHODS = (*NATV2_VARIANTS, "random", "nsga2", *OPTUNA_METHODS)
 #: methods that do not know their budget: the first b evaluations of a run to the largest budget
