@@ -147,7 +147,8 @@ def time_until_stable(run_once: Callable[[], None], warmup: int, repeats: int, m
     samples: list[float] = []
     reference_ms: list[float] = []
     while True:
-        count = min(block, repeats - len(samples)) if len(samples) < repeats else min(block, cap - len(samples))
+        goal = repeats if len(samples) < repeats else cap  # the minimum first, then up to the cap
+        count = min(block, goal - len(samples))
         samples += [_timed(run_once, clock) for _ in range(count)]
         if reference is not None:
             reference_ms += [_timed(reference.run_once, clock) for _ in range(reference.runs_per_block)]
@@ -156,12 +157,6 @@ def time_until_stable(run_once: Callable[[], None], warmup: int, repeats: int, m
             if reference is None:
                 return stats
             return stats.scaled(reference.baseline_ms / float(np.median(reference_ms)))
-
-
-def time_session(session, batch: np.ndarray, warmup: int, repeats: int, max_repeats: int | None = None,
-                 target_rse: float = 0.0) -> LatencyStats:
-    """Time ``session`` on ``batch`` (see ``time_until_stable``)."""
-    return time_until_stable(_runner(session, batch), warmup, repeats, max_repeats, target_rse)
 
 
 def _clock(profile: HardwareProfile) -> Callable[[], int]:
