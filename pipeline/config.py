@@ -163,6 +163,9 @@ class TrainConfig(Section):
     calibration_images: int = Field(500, ge=1)
     calibration_batch_size: int = Field(100, ge=1)
     fail_at_epoch: int | None = Field(None, ge=0)  # test hook: a worker dies once at this epoch
+    #: a supernet checkpoint whose tensors (matched by name and shape) initialise this supernet;
+    #: the phases may then start after 'full', and the dimensions of unlisted phases are elastic
+    init_from: str | None = None
 
     @field_validator("phases")
     @classmethod
@@ -171,9 +174,13 @@ class TrainConfig(Section):
         order = [name for name in TRAIN_PHASES if name in names]
         if names != order:
             raise ValueError(f"phases must be unique and in the order {'/'.join(TRAIN_PHASES)}")
-        if "full" not in names:
-            raise ValueError("the 'full' phase is required")
         return phases
+
+    @model_validator(mode="after")
+    def _full_unless_initialised(self) -> TrainConfig:
+        if self.init_from is None and "full" not in [phase.name for phase in self.phases]:
+            raise ValueError("phases: the 'full' phase is required (unless train.init_from names a supernet)")
+        return self
 
     @field_validator("exit_weights")
     @classmethod

@@ -53,6 +53,10 @@ def check_pipeline_inputs(config: PipelineConfig, stages: Sequence[str], run_dir
     stages = list(stages)
     if DATA_STAGES.intersection(stages):
         check_data(config.data)
+    if "train" in stages and config.train.init_from and not resume:
+        from pipeline.supernet.init_from import preview
+
+        preview(config.supernet, config.train.init_from)  # unreadable, or matching nothing
     if "search" in stages:
         from pipeline.evaluate.objectives import ofav2_objectives
 

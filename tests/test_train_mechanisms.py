@@ -72,8 +72,8 @@ def instrumented_run(tmp_path_factory):
         record["states"][extra["epoch"]] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         return original_publish(run_dir, net, history, extra)
 
-    def build_teacher(source_state, space, num_classes, view):
-        teacher = original_build_teacher(source_state, space, num_classes, view)
+    def build_teacher(source_state, space, num_classes, view, **options):
+        teacher = original_build_teacher(source_state, space, num_classes, view, **options)
         record["teachers"].append({"source": {k: v.clone() for k, v in source_state.items()},
                                    "teacher": teacher, "view": view, "space": space})
         return teacher

@@ -25,6 +25,7 @@ from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig
 from pipeline.run_dir import RunDir
 from pipeline.runtime import prepare_ray_environment
+from pipeline.supernet.init_from import preview
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
 from pipeline.train.progress import epoch_lines
 from pipeline.train.workers import fit_trainer, torch_trainer
@@ -66,7 +67,11 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) 
         "local_mode": local,
         "resume_from": str(resume_from) if resume_from else None,
         "fault_marker": str(train_root / name / "fault_injected"),
+        "init_from": str(Path(train.init_from).resolve()) if train.init_from else None,
     }
+    if train.init_from and not resume:
+        for line in preview(config.supernet, train.init_from):
+            print(line, flush=True)
     trainer = torch_trainer(train_loop_per_worker, loop_config, train, train.num_workers, RunConfig(
         name=name,
         storage_path=str(train_root),

@@ -56,6 +56,7 @@ from pipeline.data import (
 from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch  # noqa: F401 - extreme_arch re-exported
 from pipeline.supernet.builder import build_space, build_supernet
 from pipeline.supernet.costs import ArchCostCounter
+from pipeline.supernet.init_from import initialise_from
 from pipeline.train.cream import CREAM_EXTRA_KEY, MetaNetwork, PrioritizedBoard, board_prior, board_record
 from pipeline.train.distributed import (
     WorkerInfo,
@@ -119,6 +120,8 @@ class SupernetTrainer:
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 0))
             self.net = build_supernet(self.config.supernet, self.splits.num_classes)
+        if self.train.init_from is not None:  # the driver has checked and reported the match
+            initialise_from(self.net, self.settings["init_from"])
         self.net.to(device)
         broadcast_parameters(self.net, self.info)
         batch = self.config.data.batch_size
@@ -133,6 +136,9 @@ class SupernetTrainer:
         self.teacher: torch.nn.Module | None = None
         self.cream = self._cream_state() if self.train.distillation == "cream" else None
         self.state = TrainState(fingerprint=self.fingerprint())
+        if self.train.init_from is not None:  # the initialised network teaches the first phase
+            self.state.phase_best = {"phase": "init_from", "top1": float("-inf"), "last_exit_only": True,
+                                     "state": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}}
 
     # ------------------------------------------------------------------ setup helpers
     def _rng_devices(self) -> list[int]:
@@ -175,6 +181,12 @@ class SupernetTrainer:
             stored_images=held_out[: cfg.stored_images], macs=lambda arch: costs(arch)["macs_m"],
         )
 
+    def _teacher_from(self, source: dict[str, Any]) -> torch.nn.Module:
+        """The frozen teacher of a recorded source; ``train.init_from``'s teaches with its last exit
+        alone, since the exits it did not have start untrained."""
+        return build_teacher(source["state"], self.space, self.splits.num_classes, self.view,
+                             all_exits=self.space.early_exits and not source.get("last_exit_only", False))
+
     # ------------------------------------------------------------------ checkpoint
     def restore(self) -> None:
         checkpoint = ray.train.get_checkpoint()
@@ -189,8 +201,7 @@ class SupernetTrainer:
         if self.state.epoch_in_part > 0 and self.state.optimizer is not None:
             self.optimizer.load_state_dict(self.state.optimizer)
         if self.state.teacher_source is not None:
-            self.teacher = build_teacher(self.state.teacher_source["state"], self.space,
-                                         self.splits.num_classes, self.view)
+            self.teacher = self._teacher_from(self.state.teacher_source)
         if self.cream is not None and self.state.board is not None:
             self.cream.board.load_state_dict(self.state.board)
             self.cream.meta.load_state_dict(self.state.meta)
@@ -231,8 +242,9 @@ class SupernetTrainer:
             source = self.state.phase_best
             mode = self.train.distillation
             if source is not None and (mode == "dynamic" or (mode == "fixed" and self.state.teacher_source is None)):
-                self.state.teacher_source = {"phase": source["phase"], "state": source["state"]}
-                self.teacher = build_teacher(source["state"], self.space, self.splits.num_classes, self.view)
+                self.state.teacher_source = {"phase": source["phase"], "state": source["state"],
+                                             "last_exit_only": source.get("last_exit_only", False)}
+                self.teacher = self._teacher_from(self.state.teacher_source)
         if first_of_phase:
             self.state.phase_best = None
         if part.phase == "expand":

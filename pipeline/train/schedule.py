@@ -97,6 +97,10 @@ def build_plan(train: TrainConfig, space: OFAv2Space, steps_per_epoch: int) -> l
         raise ConfigError("train: an epoch must have at least one step (data set too small?)")
     applicable = applicable_phases(space)
     elastic: dict[str, tuple[int, ...]] = {}
+    if train.init_from is not None:  # the source supernet trained them: unlisted phases are elastic throughout
+        listed = {phase.name for phase in train.phases}
+        for name in sorted(applicable - listed - {"full"}):
+            elastic[_PHASE_FIELD[name]] = _space_values(name, space)
     plan: list[PartPlan] = []
     epoch = 0
     for phase_index, phase in enumerate(train.phases):

@@ -21,11 +21,13 @@ from pipeline.train.losses import ens_kd_target
 
 
 def build_teacher(source_state: dict[str, torch.Tensor], space: OFAv2Space, num_classes: int,
-                  view: DataView) -> nn.Module:
-    """The frozen maximal subnet of ``source_state`` (all exits for early-exit spaces)."""
+                  view: DataView, all_exits: bool | None = None) -> nn.Module:
+    """The frozen maximal subnet of ``source_state``; with all exits (``all_exits``, by default
+    for early-exit spaces) or its last exit alone."""
     supernet = build_supernet(space, num_classes, seed=0)  # overwritten by the state; seeded so no global RNG is used
     supernet.load_state_dict(source_state)
-    teacher = calibrated_copy(supernet, space.largest(), view, all_exits=space.early_exits)
+    all_exits = space.early_exits if all_exits is None else all_exits
+    teacher = calibrated_copy(supernet, space.largest(), view, all_exits=all_exits)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
