@@ -192,14 +192,14 @@ class FittedGenerator:
         candidate, marked as not meeting it. ``verified_only``: the best ranked known candidate."""
         basis = "exact cost" if not self.predicted_metrics else f"predicted {', '.join(self.predicted_metrics)}"
         ranked = found.ranked
+        verified = [int(i) for i in ranked if found.genes[i].tobytes() in (known or {})] if verified_only else []
         if not ranked.size:
             choice = self._known_within(budget, known, f"no sampled architecture meets the budget ({basis})")
             if choice is None:
                 choice = self._choice(found, int(np.argmin(found.excess)), known, False,
                                       f"no sampled architecture meets the budget ({basis}); least over budget shown")
-        elif verified_only and any(found.genes[i].tobytes() in (known or {}) for i in ranked):
-            i = next(int(i) for i in ranked if found.genes[i].tobytes() in (known or {}))
-            choice = self._choice(found, i, known, True, f"best verified, {basis}")
+        elif verified:
+            choice = self._choice(found, verified[0], known, True, f"best verified, {basis}")
         elif self.check_cost_fn is None:
             choice = self._choice(found, int(ranked[0]), known, True, f"best ranked sample, {basis}")
         else:

@@ -29,7 +29,7 @@ from pipeline.generate.training import PNAGTrainer, explore, progress, spend, st
 from pipeline.space.base import SearchSpace
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchModeOptions:
     """Experimental knobs of the search mode (measured no better than the defaults).
 
