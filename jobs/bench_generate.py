@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--seeds", type=int, default=11, help="number of seeds (0..seeds-1)")
     parser.add_argument("--evals", type=int, default=300, help="true evaluations per seed and method")
     parser.add_argument("--methods", default="generate,generate_natv2,search,natv2,random",
-                        help="comma-separated subset of generate,generate_natv2,search,natv2,random")
+                        help="comma-separated subset of generate,generate_natv2,search,search_unverified,natv2,random")
     parser.add_argument("--workers", type=int, help="processes (default: CPU count)")
     parser.add_argument("--derive", type=int, help="benchmark the table derived with this seed (as bench_search)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
     parser.add_argument("--mode", choices=("generate", "search"), help="generate (default) or the per-budget search")
     parser.add_argument("--no-verify", dest="verify", action="store_false", default=None,
-                        help="--mode search: do not truly evaluate the winners")
+                        help="--mode search (experimental): do not truly evaluate the winners")
     return parser.parse_args(argv)
 
 
@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipeline.evaluate.ofav2_evaluator import open_run_for_generation
-    from pipeline.generate.job import GenerateRequest, run_generate_job
+    from pipeline.generate.job_verbs import JobWiring, run_generate_job
 
     torch.set_num_threads(1)  # small networks: one thread is fastest and leaves the cores to Ray
-    fields = GenerateRequest.__dataclass_fields__
-    request = GenerateRequest(**{k: v for k, v in vars(args).items() if k in fields})
-    return run_generate_job(request, open_run_for_generation)
+    wiring = JobWiring(open_run=open_run_for_generation, run_files=RunDir,
+                       default_out=lambda config: RunDir.default(config).root)
+    return run_generate_job(args, wiring)
 
 
 if __name__ == "__main__":

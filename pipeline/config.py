@@ -395,11 +395,13 @@ class SearchConfig(Section):
 
 class GenerateConfig(Section):
     """PNAG: fitting the generator and answering budgets. The one source of PNAG's settings: the
-    engine takes this section itself; the defaults are the ones ``jobs/bench_generate.py`` reports.
+    trainer and the fitted generator take this section itself; the defaults are the ones
+    ``jobs/bench_generate.py`` reports.
 
-    ``mode``: ``generate`` (the generator answers each budget with no true evaluation) or
-    ``search`` (the per-budget search: evaluations spent on the requested budgets, best verified
-    architecture within each; ``verify`` applies to it only).
+    ``mode``: ``generate`` (the generator answers each budget with no true evaluation) or, as an
+    experiment measured worse, ``search`` (the per-budget search: evaluations spent on the
+    requested budgets, best verified architecture within each; its own knobs are not here but in
+    ``pipeline.generate.search_mode.SearchModeOptions``).
     """
 
     mode: Literal["generate", "search"] = "generate"
@@ -413,15 +415,11 @@ class GenerateConfig(Section):
     evaluator_round_steps: int = Field(100, ge=0)
     samples_per_budget: int = Field(128, ge=1)  # policy samples per budget and temperature
     temperatures: list[float] = Field([1.0, 2.0], min_length=1)  # generate mode: sampling temperatures (> 0)
-    pessimism: float = Field(2.0, ge=0.0)  # generate mode: rank by GP lower bound mean - pessimism * sd (0: LightGBM)
+    pessimism: float = Field(2.0, ge=0.0)  # rank samples by GP lower bound mean - pessimism * sd (0: LightGBM)
     accuracy_clip_quantile: float = Field(0.2, ge=0.0, lt=1.0)  # accuracy predictor: targets clipped from below
-    # generate mode: order of the samples meeting a budget (the pessimistic predicted top1 measured best; see README)
-    rank_by: Literal["ranker", "predicted_top1"] = "predicted_top1"
     entropy_weight: float = Field(0.5, ge=0.0)  # REINFORCE entropy bonus (0.5 keeps the policy diverse)
     clone_weight: float = Field(1.0, ge=0.0)  # fit's final training: imitate the best measured arch per budget (0: off)
-    verify: bool = True  # search mode: truly evaluate the winners (counts against evals)
     init_fraction: float = Field(1 / 3, gt=0.0, lt=1.0)  # share of evals on random architectures
-    explore_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # search mode: share on continuous-budget proposals
     refit_every: int = Field(3, ge=1)  # evaluated batches between warm refits of R and the generator
     pool_size: int = Field(2000, ge=10)  # random architectures in R's training pool
     batch_size: int = Field(128, ge=2)  # REINFORCE batch (budgets drawn per step)

@@ -62,7 +62,7 @@ def check_pipeline_inputs(config: PipelineConfig, stages: Sequence[str], run_dir
 
         ofav2_objectives(config)  # unknown objectives or profiles
     if "generate" in stages:
-        from pipeline.generate.for_run import check_generate_settings
+        from pipeline.generate.run_stage import check_generate_settings
 
         check_generate_settings(config)
     if run_dir is None or not SUPERNET_STAGES.intersection(stages):

@@ -82,12 +82,12 @@ def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
     """PNAG fitted on the archive (``RUN_DIR/generator/``), its answers measured on the actors."""
     from pipeline.evaluate.actors import check_actor_resources
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator, open_run_for_generation
-    from pipeline.generate.for_run import generate_stage
+    from pipeline.generate.run_stage import generate_stage
 
     space, exact_costs = open_run_for_generation(run_dir)
     check_actor_resources(config.evaluate)
     with OFAv2ActorEvaluator(config, run_dir, run_id=config.run.name) as evaluator:
-        return generate_stage(config, run_dir, space, exact_costs, evaluator, log=_print)
+        return generate_stage(config, RunDir(run_dir), space, exact_costs, evaluator, log=_print)
 
 
 # -------------------------------------------------------------------------------- finetune

@@ -18,7 +18,7 @@ LEAVES = {"schema", "atomic", "errors", "config", "space", "onnx_runtime"}
 #: packages that search and generate must never reach (adaptation is a callback the stage wires)
 FORBIDDEN = {
     "search": {"supernet", "train", "generate", "bench", "stages"},
-    "generate": {"supernet", "train", "bench", "stages"},
+    "generate": {"supernet", "train", "bench", "stages", "run_dir", "results", "console", "runtime"},
     "supernet": {"train", "evaluate", "search", "generate", "bench", "stages"},
     "space": {"supernet", "train", "evaluate", "search", "generate", "bench", "stages"},
 }

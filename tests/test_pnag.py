@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline.config import GenerateConfig as PNAGSettings
 from pipeline.errors import BudgetError
 from pipeline.evaluate.table import TableEvaluator, load_table
 from pipeline.generate.budget import BudgetScale, parse_budgets, parse_metrics
-from pipeline.generate.engine import PNAGSettings
 from pipeline.generate.ranker import dominance_labels
-from pipeline.generate.runs import generate_from_archive, generate_with_evaluator
+from pipeline.generate.search_mode import generate_from_archive, generate_with_evaluator
 
 torch.set_num_threads(1)
 
@@ -97,7 +97,7 @@ def test_higher_budget_gives_larger_or_equal_cost(generated):
     mean_cost = []
     for budget in (0.1, 0.4, 1.2):
         genes = pnag.trainer.sample(pnag.scale.normalise(np.array([[budget]]))[0], 200)
-        archs, canon = pnag._canonicalise(genes)
+        archs, canon = pnag.canonicalise(genes)
         mean_cost.append(float(pnag.costs_of(canon, archs).mean()))
     assert mean_cost[0] < mean_cost[1] < mean_cost[2]
 

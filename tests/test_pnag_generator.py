@@ -13,8 +13,8 @@ import torch
 from pipeline.config import GenerateConfig
 from pipeline.errors import BudgetError, CheckpointError
 from pipeline.evaluate.table import TableEvaluator, load_table
-from pipeline.generate.runs import fit_with_evaluator
 from pipeline.generate.store import load_generator, save_generator
+from pipeline.generate.training import fit_with_evaluator
 from pipeline.schema import read_parquet
 
 torch.set_num_threads(1)
@@ -208,7 +208,7 @@ def test_from_run_with_a_budget_vector_over_two_latency_profiles_plus_params(tmp
 def test_clone_targets_are_the_best_measured_architecture_meeting_each_budget(table):
     """The imitation target for a budget is, by hand, the most accurate measured architecture whose
     exact cost meets it (none below the cheapest measured one)."""
-    from pipeline.generate.engine import PNAG
+    from pipeline.generate.training import PNAGTrainer as PNAG
 
     evaluator = TableEvaluator(table)
     pnag = PNAG(evaluator.space, FAST, seed=0, exact_cost_fn=evaluator.cheap_metrics,
@@ -218,7 +218,7 @@ def test_clone_targets_are_the_best_measured_architecture_meeting_each_budget(ta
     made_up_top1 = {small["arch"]: 60.0, middle_a["arch"]: 80.0, middle_b["arch"]: 70.0, large["arch"]: 90.0}
     for text, top1 in made_up_top1.items():
         pnag.add_known(evaluator.space.from_text(text), top1, {"params_m": float(table.set_index("arch").loc[text, "params_m"])})
-    pnag.scale = pnag._setup_scale()
+    pnag.scale = pnag.budget_scale()
     raw = np.array([[small["params_m"] * 0.99], [small["params_m"]], [middle_b["params_m"] * 1.001],
                     [large["params_m"] * 0.999], [large["params_m"]]])
     expected = [None, small["arch"], middle_a["arch"], middle_a["arch"], large["arch"]]

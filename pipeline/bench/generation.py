@@ -1,4 +1,4 @@
-"""Generation-quality benchmark on a NATS-Bench-format table (DESIGN.md, "Benchmarks").
+"""Generation-quality benchmark on a NATS-Bench-format table (the benchmarks in docs/).
 
 Budgets on ``params_m`` are never an input to a fit: ``front_budgets`` gives 30 budgets
 log-spaced between the smallest and the largest params of the table's accuracy/params front, at
@@ -14,7 +14,9 @@ Methods, each with the same true evaluations per seed:
   then the fitted generator answers every budget with ZERO further evaluations (checked);
 - ``generate_natv2``: the same generator, fitted once (``fit_from_archive``) on the archive of a
   NATv2 run with those evaluations (what the pipeline does), then answering with zero evaluations;
-- ``search``: PNAG's per-budget search mode (``generate_with_evaluator``, told the budgets);
+- ``search``: PNAG's per-budget search mode (``generate_with_evaluator``, told the budgets), with
+  the variants of its experimental ``SearchModeOptions`` in ``SEARCH_MODE_VARIANTS``
+  (``search_unverified``: no verification evaluations, every evaluation explores);
 - ``natv2``: one NATv2 run (``pipeline.bench.search.run_natv2``), then the most accurate member of
   its archive under each budget;
 - ``random``: distinct uniform samples, then the most accurate evaluated one under each budget.
@@ -29,6 +31,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +39,17 @@ import pandas as pd
 
 from pipeline.config import GenerateConfig
 from pipeline.evaluate.table import TableEvaluator
-from pipeline.generate.generator import FittedGenerator
-from pipeline.generate.runs import fit_from_archive, fit_with_evaluator, generate_with_evaluator
+from pipeline.generate.fitted import FittedGenerator
+from pipeline.generate.search_mode import SearchModeOptions, generate_with_evaluator
 from pipeline.generate.store import load_generator, save_generator
+from pipeline.generate.training import fit_from_archive, fit_with_evaluator
 
-METHODS: tuple[str, ...] = ("generate", "generate_natv2", "search", "natv2", "random")
+#: PNAG's search mode as it runs by default, and with its experimental options changed
+SEARCH_MODE_VARIANTS: dict[str, dict[str, object]] = {
+    "search": {},
+    "search_unverified": {"verify": False},  # every evaluation on continuous-budget proposals
+}
+METHODS: tuple[str, ...] = ("generate", "generate_natv2", *SEARCH_MODE_VARIANTS, "natv2", "random")
 BUDGET_COUNT = 30
 
 
@@ -99,9 +108,11 @@ def _run_pnag(method: str, evaluator: TableEvaluator, seed: int, evals: int, bud
     """PNAG generate or search: (true accuracy, params_m) per budget and the answering seconds."""
     settings = settings.model_copy(update={"evals": evals, "budget_metrics": ["params_m"]})
     column = np.array(budgets)[:, None]
-    if method == "search":
+    if method in SEARCH_MODE_VARIANTS:
+        options = replace(SearchModeOptions(), **SEARCH_MODE_VARIANTS[method])  # type: ignore[arg-type]
         start = time.perf_counter()
-        frame, _ = generate_with_evaluator(evaluator.space, evaluator, column, settings, seed, run_id=f"bench-{seed}")
+        frame, _ = generate_with_evaluator(evaluator.space, evaluator, column, settings, seed, run_id=f"bench-{seed}",
+                                           options=options)
         seconds = time.perf_counter() - start
     else:
         generator = _fit(method, evaluator, settings, seed, evals)
@@ -124,7 +135,7 @@ def _run_one(job: tuple[str, pd.DataFrame, int, int, tuple[float, ...], Generate
     evaluator = TableEvaluator(table)
     start = time.perf_counter()
     answer_seconds = float("nan")
-    if method in ("generate", "generate_natv2", "search"):
+    if method in ("generate", "generate_natv2", *SEARCH_MODE_VARIANTS):
         acc, cost, answer_seconds = _run_pnag(method, evaluator, seed, evals, budgets, settings, out)
     elif method == "random":
         from pipeline.bench.search import run_random

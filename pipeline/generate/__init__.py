@@ -1,12 +1,16 @@
 """Generate: PNAG, a budget-conditioned generator of Pareto-optimal architectures.
 
 - ``budget``: the budget scale (normalised costs) and budget parsing;
-- ``policy``: the LSTM generator policy and its REINFORCE trainer;
+- ``predictors``: gene features, canonical architectures, accuracy and cost models;
+- ``policy``: the LSTM policy and its REINFORCE trainer;
 - ``ranker``: the Pareto-aware ranker R(arch | budget), trained with a pairwise ranking loss;
-- ``predictors``: accuracy and cost predictors fitted on measured architectures;
-- ``engine``: PNAG itself, fitting the policy against the ranker;
-- ``runs``: PNAG on an evaluator or on a run's archive.
+- ``fitted``: ``FittedGenerator``, what fitting produces and the one place budgets are answered;
+- ``training``: ``PNAGTrainer`` and the two fits (on an evaluator, on a search archive);
+- ``search_mode``: the experimental per-budget search mode, answering through the same generator;
+- ``store``: the saved ``generator/`` directory;
+- ``run_stage``: PNAG on a pipeline run's archive (the generate stage's body; paths injected);
+- ``job_verbs``: ``jobs/generate.py``'s verbs, *fit* and *generate*.
 
 Depends on ``pipeline.space``, ``pipeline.schema`` and the evaluator interface, never on
-``supernet`` or ``train``.
+``supernet``, ``train`` or the run-directory layout (the stage layer passes paths in).
 """

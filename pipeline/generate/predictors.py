@@ -1,20 +1,24 @@
-"""Predictors PNAG stands on: gene features, an accuracy predictor and the cost oracle.
+"""What PNAG's models stand on: genes, canonical architectures, accuracy and cost predictors.
 
-- ``GeneFeatures``: one-hot encoding of a space's gene vector (generic over spaces).
+- ``GeneFeatures``: one-hot encoding of a space's gene vector (generic over spaces);
+  ``Canonicaliser``: gene rows to canonical architectures and genes (the one canonicalisation).
+- ``KnownArch``: a truly evaluated architecture (what fitting learns from).
 - ``AccuracyPredictor``: a small seeded ensemble of LightGBM regressors (scikit-learn API) fitted
   to truly evaluated architectures. Targets are clipped from below at a low quantile, so a few
   broken architectures (e.g. 10 % accuracy) do not dominate the fit of the good region; the
   ensemble's mean is the prediction. Architectures with a known true accuracy keep it.
 - ``ConfidenceBound``: a Gaussian process giving a lower confidence bound on accuracy, which the
   fitted generator ranks by (``generate.pessimism``) so it trusts what was measured.
-- ``CostOracle``: exact costs where the caller provides them (an evaluator's ``cheap_metrics``
-  or the supernet's ``arch_costs``), otherwise a ridge regressor on log cost (one-hot genes)
-  fitted to the measured rows. Exact costs are cached per architecture.
+- ``CostModel``: exact costs where the caller provides them (an evaluator's ``cheap_metrics``
+  or the supernet's cost counter), otherwise a ridge regressor on log cost (one-hot genes)
+  fitted to the measured rows by ``fit_cost_models`` (the one cost regression). Exact costs are
+  cached per architecture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
@@ -105,52 +109,111 @@ class ConfidenceBound:
 ExactCostFn = Callable[[Architecture], dict[str, float]]
 
 
-class CostOracle:
-    """Costs per budget metric: exact via ``exact_fn`` when it offers the metric, else predicted."""
+@dataclass
+class KnownArch:
+    """A truly evaluated architecture: canonical form, genes, true ``top1`` and measured metrics."""
 
-    def __init__(self, space: SearchSpace, metrics: Sequence[str], exact_fn: ExactCostFn | None,
-                 exact_names: Sequence[str], seed: int):
+    arch: Architecture
+    genes: np.ndarray
+    top1: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+#: truly evaluated architectures keyed by their canonical genes' bytes
+Known = Mapping[bytes, KnownArch]
+
+
+class Canonicaliser:
+    """Gene rows -> canonical architectures and their canonical genes (cached per row)."""
+
+    def __init__(self, space: SearchSpace):
         self.space = space
-        self.metrics = tuple(metrics)
-        self.exact_fn = exact_fn
-        self.exact = tuple(m for m in self.metrics if exact_fn is not None and m in exact_names)
-        self.predicted = tuple(m for m in self.metrics if m not in self.exact)
-        self.seed = seed
-        self._cache: dict[bytes, np.ndarray] = {}
-        self._models: dict[str, Ridge] = {}
+        self.gene_count = len(space.gene_upper_bounds())
+        self._cache: dict[bytes, tuple[Architecture, np.ndarray]] = {}
+
+    def __call__(self, genes: np.ndarray) -> tuple[list[Architecture], np.ndarray]:
+        archs, out = [], []
+        for row in np.asarray(genes, dtype=np.int64):
+            key = row.tobytes()
+            if key not in self._cache:
+                arch = self.space.decode(row)
+                self._cache[key] = (arch, self.space.encode(arch))
+            arch, canonical = self._cache[key]
+            archs.append(arch)
+            out.append(canonical)
+        return archs, np.asarray(out, dtype=np.int64).reshape(-1, self.gene_count)
+
+
+def fit_cost_models(features: np.ndarray, measured: Mapping[str, np.ndarray],
+                    required: Sequence[str] = ()) -> dict[str, Ridge]:
+    """Ridge on log cost (one-hot genes) per metric with at least 5 usable measurements; a
+    ``required`` metric with fewer is a ``BudgetError`` (costs are close to additive over the
+    decisions, so a linear model in log space fits them)."""
+    models = {}
+    for name in dict.fromkeys([*measured, *required]):
+        values = np.asarray(measured.get(name, []), dtype=float)
+        usable = np.isfinite(values) & (values > 0)
+        if usable.sum() >= 5:
+            models[name] = Ridge(alpha=0.1).fit(features[usable], np.log(values[usable]))
+        elif name in required:
+            raise BudgetError(f"budget metric {name!r} is neither computable exactly nor measured on enough "
+                              f"architectures ({int(usable.sum())}) to predict it")
+    return models
+
+
+@dataclass
+class CostModel:
+    """Costs per budget metric: exact from ``exact_fn`` for ``exact_metrics`` (cached per
+    architecture), measured where an architecture is known, else ``exp`` of a fitted log-cost ridge."""
+
+    metrics: tuple[str, ...]
+    exact_fn: ExactCostFn | None = None
+    exact_metrics: tuple[str, ...] = ()
+    regressors: dict[str, Ridge] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics = tuple(self.metrics)
+        self.exact_metrics = tuple(m for m in self.metrics if self.exact_fn is not None and m in self.exact_metrics)
+        self._exact: dict[bytes, dict[str, float]] = {}
+
+    @classmethod
+    def offered_by(cls, space: SearchSpace, metrics: Sequence[str], exact_fn: ExactCostFn | None,
+                   regressors: dict[str, Ridge]) -> CostModel:
+        """A cost model whose exact metrics are those ``exact_fn`` offers (asked once, on the smallest)."""
+        offered = tuple(exact_fn(space.smallest())) if exact_fn is not None else ()
+        return cls(tuple(metrics), exact_fn, offered, regressors)
 
     @property
-    def all_exact(self) -> bool:
-        return not self.predicted
+    def predicted_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in self.metrics if m not in self.exact_metrics)
 
-    def fit(self, features: np.ndarray, measured: dict[str, np.ndarray]) -> CostOracle:
-        """Fit a log-cost regressor for every metric that is not exact, from measured rows."""
-        for name in self.predicted:
-            values = np.asarray(measured.get(name, []), dtype=float)
-            usable = np.isfinite(values) & (values > 0)
-            if usable.sum() < 5:
-                raise BudgetError(f"budget metric {name!r} is neither computable exactly nor measured on enough "
-                                  f"architectures ({int(usable.sum())}) to predict it")
-            # costs are close to additive over the decisions: ridge on one-hot genes, in log space
-            self._models[name] = Ridge(alpha=0.1).fit(features[usable], np.log(values[usable]))
-        return self
+    def exact_of(self, arch: Architecture, genes: np.ndarray) -> dict[str, float]:
+        """Every exact cost ``exact_fn`` offers for ``arch`` (cached by its genes)."""
+        key = np.asarray(genes, dtype=np.int64).tobytes()
+        if key not in self._exact:
+            values = self.exact_fn(arch) if self.exact_fn is not None else {}
+            self._exact[key] = {k: float(v) for k, v in values.items()}
+        return self._exact[key]
 
-    def costs(self, genes: np.ndarray, archs: Sequence[Architecture], features: np.ndarray) -> np.ndarray:
-        """``(n, m)`` costs of the architectures, exact where possible."""
-        out = np.empty((len(archs), len(self.metrics)), dtype=float)
+    def costs(self, genes: np.ndarray, archs: Sequence[Architecture], features: np.ndarray,
+              known: Known | None = None) -> np.ndarray:
+        """``(n, m)`` costs: exact where offered, else the measured value of a known architecture,
+        else predicted (NaN before a regressor is fitted)."""
+        genes = np.asarray(genes, dtype=np.int64)
+        out = np.empty((len(archs), len(self.metrics)))
         for col, name in enumerate(self.metrics):
-            if name in self._models:
-                out[:, col] = np.exp(self._models[name].predict(features))
-        exact_cols = [self.metrics.index(m) for m in self.exact]
-        if exact_cols:
-            for row, (gene_row, arch) in enumerate(zip(np.asarray(genes, dtype=np.int64), archs)):
-                key = gene_row.tobytes()
-                if key not in self._cache:
-                    values = self.exact_fn(arch)  # type: ignore[misc]
-                    self._cache[key] = np.array([float(values[m]) for m in self.exact])
-                out[row, exact_cols] = self._cache[key]
+            if name in self.exact_metrics:
+                out[:, col] = [self.exact_of(a, g)[name] for a, g in zip(archs, genes)]
+            elif name in self.regressors:
+                out[:, col] = np.exp(self.regressors[name].predict(features))
+            else:  # not fitted yet: only a check or a measurement can tell
+                out[:, col] = np.nan
+        predicted = [(col, name) for col, name in enumerate(self.metrics) if name not in self.exact_metrics]
+        if known and predicted:
+            for row, gene_row in enumerate(genes):
+                measured = known.get(gene_row.tobytes())
+                if measured is not None:
+                    for col, name in predicted:
+                        if name in measured.metrics:
+                            out[row, col] = measured.metrics[name]
         return out
-
-    def exact_of(self, arch: Architecture) -> dict[str, float]:
-        """Every exact cost the oracle's source offers for ``arch`` (for the output row)."""
-        return {k: float(v) for k, v in (self.exact_fn(arch) if self.exact_fn else {}).items()}

@@ -29,9 +29,9 @@ import torch
 from pipeline.config import GenerateConfig
 from pipeline.errors import CheckpointError
 from pipeline.generate.budget import BudgetScale
-from pipeline.generate.generator import RANKER_HIDDEN, FittedGenerator
+from pipeline.generate.fitted import RANKER_HIDDEN, FittedGenerator
 from pipeline.generate.policy import ArchGenerator
-from pipeline.generate.predictors import ExactCostFn, GeneFeatures
+from pipeline.generate.predictors import CostModel, ExactCostFn, GeneFeatures
 from pipeline.generate.ranker import RankingMLP
 from pipeline.schema import utc_now
 from pipeline.space import get_space
@@ -50,7 +50,7 @@ def manifest_of(generator: FittedGenerator) -> dict[str, Any]:
         "budget_metrics": list(generator.metrics),
         "budget_scale": {"low": generator.scale.low.tolist(), "high": generator.scale.high.tolist()},
         "exact_metrics_at_fit": list(generator.exact_metrics),
-        "cost_models": sorted(generator.cost_models),
+        "cost_models": sorted(generator.cost_model.regressors),
         "accuracy": {"center": generator.accuracy_center, "scale": generator.accuracy_scale},
         "ranker_hidden": RANKER_HIDDEN,
         "settings": generator.settings.model_dump(mode="json"),
@@ -67,7 +67,7 @@ def save_generator(generator: FittedGenerator, directory: str | Path) -> Path:
     partial.mkdir(parents=True)
     torch.save(generator.policy.state_dict(), partial / FILES["policy"])
     torch.save(generator.ranker.state_dict(), partial / FILES["ranker"])
-    joblib.dump({"accuracy": generator.predictor, "bound": generator.bound, "costs": generator.cost_models}, partial / FILES["predictors"])
+    joblib.dump({"accuracy": generator.predictor, "bound": generator.bound, "costs": generator.cost_model.regressors}, partial / FILES["predictors"])
     (partial / MANIFEST).write_text(json.dumps(manifest_of(generator), indent=2, default=float))
     if directory.exists():
         previous = directory.with_name(directory.name + ".previous")
@@ -93,6 +93,22 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
+#: settings a generator saved before they left the ``generate`` section carries; none changes an
+#: answer except ``rank_by: ranker``, which no longer exists
+RETIRED_SETTINGS = {"rank_by": "predicted_top1", "verify": None, "explore_fraction": None}
+
+
+def _settings(saved: dict[str, Any], directory: Path) -> GenerateConfig:
+    """The saved ``generate`` settings; retired ones are dropped, unless they changed the answers."""
+    saved = dict(saved)
+    for name, kept_value in RETIRED_SETTINGS.items():
+        value = saved.pop(name, kept_value)
+        if kept_value is not None and value != kept_value:
+            raise CheckpointError(f"{directory}: saved with generate.{name}={value!r}, which this version "
+                                  "no longer supports; fit the generator again")
+    return GenerateConfig(**saved)
+
+
 def load_generator(directory: str | Path, exact_cost_fn: ExactCostFn | None = None,
                    check_cost_fn: ExactCostFn | None = None) -> FittedGenerator:
     """The saved generator, answering with ``exact_cost_fn``/``check_cost_fn`` where given."""
@@ -102,7 +118,7 @@ def load_generator(directory: str | Path, exact_cost_fn: ExactCostFn | None = No
     if missing:
         raise CheckpointError(f"{directory}: saved generator lacks {', '.join(missing)}")
     space = get_space(manifest["space"]["name"], **manifest["space"]["options"])
-    settings = GenerateConfig(**manifest["settings"])
+    settings = _settings(manifest["settings"], directory)
     metrics = tuple(manifest["budget_metrics"])
     scale = BudgetScale(metrics, np.asarray(manifest["budget_scale"]["low"]), np.asarray(manifest["budget_scale"]["high"]))
     features = GeneFeatures(space)
@@ -112,8 +128,8 @@ def load_generator(directory: str | Path, exact_cost_fn: ExactCostFn | None = No
     ranker.load_state_dict(torch.load(directory / FILES["ranker"], weights_only=True))
     predictors = joblib.load(directory / FILES["predictors"])
     return FittedGenerator(
-        space=space, settings=settings, scale=scale, policy=policy, ranker=ranker, predictor=predictors["accuracy"], bound=predictors.get("bound"),
-        cost_models=predictors["costs"], accuracy_center=float(manifest["accuracy"]["center"]),
-        accuracy_scale=float(manifest["accuracy"]["scale"]), fit_info=dict(manifest.get("fit", {})),
-        exact_cost_fn=exact_cost_fn, check_cost_fn=check_cost_fn,
+        space=space, settings=settings, scale=scale, policy=policy, ranker=ranker, predictor=predictors["accuracy"],
+        bound=predictors.get("bound"), cost_model=CostModel.offered_by(space, metrics, exact_cost_fn, predictors["costs"]),
+        accuracy_center=float(manifest["accuracy"]["center"]), accuracy_scale=float(manifest["accuracy"]["scale"]),
+        fit_info=dict(manifest.get("fit", {})), check_cost_fn=check_cost_fn,
     )

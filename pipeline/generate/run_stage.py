@@ -1,11 +1,13 @@
-"""PNAG on a pipeline run directory: fit on its archive, save ``RUN_DIR/generator/``, answer, measure.
+"""PNAG on a pipeline run: fit on its archive, save its ``generator/``, answer, measure.
 
-The caller (``pipeline.stages``, ``jobs/generate.py``) loads the supernet and passes in the space
-and an exact-cost function (``check_cost_fn``, e.g. counting a subnet's params and MACs); the
-generate stage also passes the evaluator (evaluator and latency actors), which truly evaluates the
-generated architectures afterwards. This module never imports ``supernet`` or ``train``.
+The caller (``pipeline.stages``, ``jobs/generate.py``) names the run's files (``RunFiles``), loads
+the supernet and passes in the space and an exact-cost function (``check_cost_fn``, e.g. counting
+a subnet's params and MACs); the generate stage also passes the evaluator (evaluator and latency
+actors), which truly evaluates the generated architectures afterwards, and where to log. This
+module never imports ``supernet``, ``train`` or the run-directory layout.
 
 - ``check_generate_settings``: budget metrics and budgets checked before any long work;
+- ``RunFiles``: the run's files that generation reads and writes;
 - ``fit_for_run``: fit on the archive's ``ok`` rows and save the generator;
 - ``measure_generated``: the generator's rows with measured ``top1``, costs and latencies beside
   the predictions; ``meets_budget`` is decided on the measured costs (the generator's own view
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,14 +29,26 @@ from pipeline.config import GenerateConfig, PipelineConfig
 from pipeline.errors import BudgetError, CheckpointError
 from pipeline.evaluate.interface import Evaluator
 from pipeline.generate.budget import parse_budgets, parse_metrics
-from pipeline.generate.generator import FittedGenerator
+from pipeline.generate.fitted import FittedGenerator
 from pipeline.generate.predictors import ExactCostFn
-from pipeline.generate.runs import check_metrics, fit_from_archive, generate_from_archive
+from pipeline.generate.search_mode import generate_from_archive
 from pipeline.generate.store import save_generator
-from pipeline.run_dir import RunDir
+from pipeline.generate.training import check_metrics, fit_from_archive
 from pipeline.schema import read_metadata, read_parquet
 from pipeline.search.pareto import current_round_mask
 from pipeline.space.base import SearchSpace
+
+
+class RunFiles(Protocol):
+    """The files of one run directory that generation reads and writes; the stage layer passes them
+    in (``pipeline.run_dir.RunDir`` has them)."""
+
+    root: Path
+    archive: Path
+    generator_dir: Path
+    generated: Path
+    config_file: Path
+    supernet: Path
 
 
 def check_generate_settings(config: PipelineConfig) -> None:
@@ -56,17 +70,16 @@ def default_budgets(archive: pd.DataFrame, metric: str, count: int = 5) -> list[
     return [float(v) for v in np.linspace(low + 0.1 * (high - low), high, count)]
 
 
-def read_run_archive(run_dir: str | Path, space: SearchSpace) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read_run_archive(files: RunFiles, space: SearchSpace) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The run's archive rows measured under the current supernet weights (stale accuracies from
     before a search-time adaptation never train the generator), and its metadata, checked against
     the supernet's space."""
-    path = RunDir(run_dir).archive
-    archive, metadata = read_parquet(path), read_metadata(path)
+    archive, metadata = read_parquet(files.archive), read_metadata(files.archive)
     supernet_config = (metadata.get("config") or {}).get("supernet")
     if supernet_config and hasattr(space, "options"):
         options = {k: supernet_config[k] for k in space.options() if k in supernet_config}
         if type(space)(**(space.options() | options)) != space:
-            raise CheckpointError(f"{run_dir}: the supernet checkpoint's space differs from the archive's config")
+            raise CheckpointError(f"{files.root}: the supernet checkpoint's space differs from the archive's config")
     return archive[current_round_mask(archive)], metadata
 
 
@@ -79,21 +92,21 @@ def run_budgets(given: Any, metrics: Sequence[str], archive: pd.DataFrame) -> np
     return parse_budgets(given if isinstance(given, str | np.ndarray) else list(given), len(metrics))
 
 
-def fit_for_run(run_dir: str | Path, settings: GenerateConfig, seed: int, space: SearchSpace,
+def fit_for_run(files: RunFiles, settings: GenerateConfig, seed: int, space: SearchSpace,
                 check_cost_fn: ExactCostFn | None, check_budgets: np.ndarray | None = None) -> FittedGenerator:
-    """Fit on the run's archive (no true evaluation) and save ``RUN_DIR/generator/``."""
-    archive, metadata = read_run_archive(run_dir, space)
+    """Fit on the run's archive (no true evaluation) and save the run's ``generator/``."""
+    archive, metadata = read_run_archive(files, space)
     generator = fit_from_archive(space, archive, settings, seed, check_cost_fn=check_cost_fn,
                                  check_budgets=check_budgets)
-    generator.fit_info.update(from_run=str(run_dir), run_id=str(metadata.get("run_id", "")))
-    save_generator(generator, RunDir(run_dir).generator_dir)
+    generator.fit_info.update(from_run=str(files.root), run_id=str(metadata.get("run_id", "")))
+    save_generator(generator, files.generator_dir)
     return generator
 
 
-def search_for_run(run_dir: str | Path, budgets: np.ndarray, settings: GenerateConfig, seed: int,
+def search_for_run(files: RunFiles, budgets: np.ndarray, settings: GenerateConfig, seed: int,
                    space: SearchSpace, check_cost_fn: ExactCostFn | None) -> pd.DataFrame:
     """``mode: search`` on a run: the hybrid over its archive (``generate_from_archive``)."""
-    archive, metadata = read_run_archive(run_dir, space)
+    archive, metadata = read_run_archive(files, space)
     frame, _ = generate_from_archive(space, archive, budgets, settings, seed,
                                      run_id=str(metadata.get("run_id", "generate")), check_cost_fn=check_cost_fn)
     return frame
@@ -126,23 +139,23 @@ def measure_generated(frame: pd.DataFrame, evaluator: Evaluator, metrics: Sequen
     return frame
 
 
-def generate_stage(config: PipelineConfig, run_dir: Path, space: SearchSpace, check_cost_fn: ExactCostFn | None,
-                   evaluator: Evaluator, log: Callable[[str], None] = print) -> dict[str, Any]:
+def generate_stage(config: PipelineConfig, files: RunFiles, space: SearchSpace, check_cost_fn: ExactCostFn | None,
+                   evaluator: Evaluator, log: Callable[[str], None]) -> dict[str, Any]:
     """Fit on the archive, save the generator, answer the configured budgets, measure, write."""
     settings, seed = config.generate, config.run.seed
-    archive, _ = read_run_archive(run_dir, space)
+    archive, _ = read_run_archive(files, space)
     budgets = run_budgets(settings.budgets, settings.budget_metrics, archive)
     if settings.mode == "search":
-        frame = search_for_run(run_dir, budgets, settings, seed, space, check_cost_fn)
+        frame = search_for_run(files, budgets, settings, seed, space, check_cost_fn)
     else:
-        generator = fit_for_run(run_dir, settings, seed, space, check_cost_fn, check_budgets=budgets)
+        generator = fit_for_run(files, settings, seed, space, check_cost_fn, check_budgets=budgets)
         log(f"generate: fitted on {generator.fit_info['known']} archived architectures, saved "
-            f"{RunDir(run_dir).generator_dir}")
+            f"{files.generator_dir}")
         frame = generator.generate(budgets, seed, run_id=config.run.name)
     frame = measure_generated(frame, evaluator, settings.budget_metrics)
     metadata = {"config": config.model_dump(mode="json"), "seed": seed, "mode": settings.mode,
-                "generator": str(RunDir(run_dir).generator_dir) if settings.mode == "generate" else None}
-    write_parquet_atomic(frame, RunDir(run_dir).generated, metadata)
+                "generator": str(files.generator_dir) if settings.mode == "generate" else None}
+    write_parquet_atomic(frame, files.generated, metadata)
     met = int(frame["meets_budget"].sum())
     log(f"generate ({settings.mode}): {len(frame)} budgets, {met} met on measured costs, "
         f"{int(frame['top1'].notna().sum())} measured")
