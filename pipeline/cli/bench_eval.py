@@ -48,19 +48,16 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from pipeline.atomic import write_parquet_atomic  # noqa: E402
-from pipeline.config import PipelineConfig, load_config  # noqa: E402
-from pipeline.errors import ConfigError  # noqa: E402
-from pipeline.runtime import job_argument_parser, prepare_ray_environment, ray_session, run_job  # noqa: E402
+from pipeline.atomic import write_parquet_atomic
+from pipeline.config import PipelineConfig, load_config
+from pipeline.errors import ConfigError
+from pipeline.runtime import job_argument_parser, prepare_ray_environment, ray_session
 
 OFA_WIDTHS, OFA_RESOLUTIONS = [24, 40, 80, 112, 160], [64, 128]
 TARGETS = {
@@ -225,7 +222,7 @@ def latency_rows(config: PipelineConfig, work: Path, size: dict) -> list[dict]:
 def main() -> int:
     from pipeline.bench.dispatch import dispatch_overhead
 
-    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser = job_argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny settings (for the test)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
@@ -287,7 +284,3 @@ def main() -> int:
         print(f"  {item['metric']:<32} {item['value']:>10.3f}  {target:<10} {verdict} {latency}{item['detail']}")
     print(f"wrote {target_file}")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

@@ -16,18 +16,13 @@ seeded function; see ``jobs/bench_search.py``). ``--quick`` runs tiny settings (
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.runtime import run_job  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None):
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="NATS-Bench-format CSV")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seeds", type=int, default=11, help="number of seeds (0..seeds-1)")
@@ -85,7 +80,3 @@ def main(argv: list[str] | None = None) -> int:
     if speed:
         print("answering from a saved generator (one thread): " + ", ".join(f"{k} {v:.3f}" for k, v in speed.items()))
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

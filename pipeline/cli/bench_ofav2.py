@@ -11,16 +11,11 @@ every phase, and the 2-worker / 1-worker training throughput. Writes DIR/bench_o
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser
 
 
 def main() -> int:
-    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser = job_argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny settings (for the test)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the ablation")
     parser.add_argument("--skip-ablation", action="store_true", help="only the throughput")
@@ -30,7 +25,3 @@ def main() -> int:
     run_ofav2_bench(args.config, args.overrides, args.out or "runs/bench_ofav2", quick=args.quick,
                     ablation_on=not args.skip_ablation, throughput_on=not args.skip_throughput)
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

@@ -1,4 +1,4 @@
-"""Search-quality benchmark on a NATS-Bench-format table (DESIGN.md, "Benchmarks").
+"""Search-quality benchmark on a NATS-Bench-format table (figures in docs/benchmarks.md).
 
     python jobs/bench_search.py --table PATH --out DIR [--seeds 11] [--budgets 100,300] [--quick]
 
@@ -13,12 +13,7 @@ seeded function) to check that the defaults do not depend on one table.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.runtime import run_job  # noqa: E402
 
 DEFAULT_METHODS = ("natv2", "random", "nsga2", "optuna_tpe", "optuna_gp", "optuna_nsga2")
 
@@ -26,7 +21,7 @@ DEFAULT_METHODS = ("natv2", "random", "nsga2", "optuna_tpe", "optuna_gp", "optun
 def parse_args(argv: list[str] | None = None):
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="NATS-Bench-format CSV (arch, accuracy, params_m, flops_m)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seeds", type=int, default=11, help="number of seeds (0..N-1)")
@@ -86,7 +81,3 @@ def main(argv: list[str] | None = None) -> int:
     print(search_seconds(frame).to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"plot: {plot_hv_vs_evaluations(frame, out / 'hv_vs_evaluations.png')}")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

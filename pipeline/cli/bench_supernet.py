@@ -11,19 +11,15 @@ columns variant, arch_id, train_step_ratio, inference_ratio, max_abs_diff (plus 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.errors import ConfigError  # noqa: E402
-from pipeline.runtime import run_job  # noqa: E402
+from pipeline.errors import ConfigError
 
 TARGET = 1.05
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--quick", action="store_true", help="few repeats (a smoke run, not a measurement)")
     parser.add_argument("--variants", nargs="+", default=["SE_B", "EE_D"])
@@ -63,7 +59,3 @@ def main(argv: list[str] | None = None) -> int:
           f"median inference_ratio_cpu {frame['inference_ratio_cpu'].median():.3f}")
     print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

@@ -10,13 +10,10 @@ RUN_DIR/finetuned.parquet and RUN_DIR/models/<arch_id>.onnx.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
+from pipeline.run_dir import RunDir
+from pipeline.runtime import job_argument_parser, ray_session
 
 
 def main() -> int:
@@ -26,7 +23,7 @@ def main() -> int:
     from pipeline.preflight import check_pipeline_inputs
     from pipeline.stages import run_finetune_stage
 
-    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser = job_argument_parser(__doc__)
     parser.add_argument("--arch", action="append", default=[], help="architecture JSON to fine-tune; repeatable")
     args = parser.parse_args()
     if not args.out:
@@ -41,7 +38,3 @@ def main() -> int:
     with ray_session(config.ray):
         run_finetune_stage(config, run_dir)
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

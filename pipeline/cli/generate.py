@@ -25,17 +25,14 @@ the costs, meets_budget, evaluations (true evaluations spent answering), mode an
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
+from pipeline.run_dir import RunDir
+from pipeline.runtime import job_argument_parser
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser = job_argument_parser(__doc__)
     parser.add_argument("--space", choices=("natsbench",), help="benchmark space (with --table)")
     parser.add_argument("--table", help="NATS-Bench-format CSV")
     parser.add_argument("--from-run", dest="from_run", help="finished ofav2 search run directory")
@@ -63,7 +60,3 @@ def main(argv: list[str] | None = None) -> int:
     fields = GenerateRequest.__dataclass_fields__
     request = GenerateRequest(**{k: v for k, v in vars(args).items() if k in fields})
     return run_generate_job(request, open_run_for_generation)
-
-
-if __name__ == "__main__":
-    run_job(main)

@@ -6,12 +6,7 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.runtime import run_job  # noqa: E402
 
 
 def main() -> int:
@@ -21,7 +16,7 @@ def main() -> int:
     from pipeline.report import write_comparison, write_report
     from pipeline.run_dir import RunDir
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="the run directory whose report.html is written")
     parser.add_argument("--compare", nargs="+", help="run directories to compare")
     parser.add_argument("--html", help="with --compare: the HTML file to write")
@@ -40,7 +35,3 @@ def main() -> int:
         raise ConfigError(f"{args.out} is not a run directory")
     print(f"report: {write_report(args.out)}")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

@@ -10,13 +10,10 @@ Locally it starts a Ray on 127.0.0.1 sized by ``ray.num_cpus``; under
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
+from pipeline.runtime import job_argument_parser, ray_session
 
 
 def main() -> int:
@@ -25,7 +22,7 @@ def main() -> int:
     from pipeline.run_dir import check_run_dir, default_run_dir, open_run_dir
     from pipeline.stages import STAGES, check_stages, run_pipeline
 
-    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser = job_argument_parser(__doc__)
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
     args = parser.parse_args()
     stored = Path(args.out) / "config.yaml" if args.out else None
@@ -45,7 +42,3 @@ def main() -> int:
         run_pipeline(config, run_dir, resume=args.resume, stages=stages)
     print(f"pipeline finished in {time.perf_counter() - started:.0f} s; results in {run_dir}")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

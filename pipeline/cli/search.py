@@ -1,4 +1,4 @@
-"""NATv2 search job.
+"""NATv2 search: a NATS-Bench-format table (benchmark mode) or a trained supernet run directory.
 
 Benchmark mode (a NATS-Bench-format table, no Ray, no training):
 
@@ -13,17 +13,14 @@ supernet run directory (needs DIR/supernet/).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import job_argument_parser, run_job  # noqa: E402
+from pipeline.run_dir import RunDir
+from pipeline.runtime import job_argument_parser
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = job_argument_parser(__doc__.splitlines()[0])
+    parser = job_argument_parser(__doc__)
     parser.add_argument("--space", choices=("natsbench", "ofav2"), help="search space (overrides search.space)")
     parser.add_argument("--table", help="natsbench: NATS-Bench-format CSV (overrides search.table)")
     parser.add_argument("--evals", type=int, help="evaluation budget (overrides search.max_evaluations)")
@@ -117,7 +114,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"search finished: {result.evaluations} evaluations, archive {len(result.archive_ids)}, "
           f"hypervolume {last.get('hypervolume', float('nan')):.4f}; results in {run_dir}")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)

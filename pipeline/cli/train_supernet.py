@@ -10,19 +10,16 @@ Train's checkpoints under RUN_DIR/train/.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.config import load_config  # noqa: E402
-from pipeline.preflight import check_pipeline_inputs  # noqa: E402
-from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
+from pipeline.config import load_config
+from pipeline.preflight import check_pipeline_inputs
+from pipeline.run_dir import RunDir
+from pipeline.runtime import job_argument_parser, ray_session
 
 
 def main() -> int:
-    args = job_argument_parser(__doc__.splitlines()[1]).parse_args()
+    args = job_argument_parser(__doc__).parse_args()
     config = load_config(args.config, args.overrides)
     run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
     check_pipeline_inputs(config, ["train"])  # the data path's layout, before Ray starts
@@ -35,7 +32,3 @@ def main() -> int:
     print(f"metrics: {metrics['metrics_path']} (last epoch top-1 max {metrics.get('top1_max', float('nan')):.2f}, "
           f"best {metrics.get('top1_best', float('nan')):.2f})")
     return 0
-
-
-if __name__ == "__main__":
-    run_job(main)
