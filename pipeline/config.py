@@ -104,7 +104,7 @@ class TrainPhase(Section):
 
 
 def default_train_phases() -> list[TrainPhase]:
-    """The OFAv2 phase order and numbers (REFERENCE.md), before ``epochs_scale``."""
+    """The OFAv2 phase order and numbers (docs/methods.md, "Training"), before ``epochs_scale``."""
 
     def phase(name: str, *parts: tuple[float, float, float, int, list[int] | None]) -> TrainPhase:
         return TrainPhase(name=name, parts=[
@@ -408,7 +408,7 @@ class GenerateConfig(Section):
     temperatures: list[float] = Field([1.0, 2.0], min_length=1)  # generate mode: sampling temperatures (> 0)
     pessimism: float = Field(2.0, ge=0.0)  # generate mode: rank by GP lower bound mean - pessimism * sd (0: LightGBM)
     accuracy_clip_quantile: float = Field(0.2, ge=0.0, lt=1.0)  # accuracy predictor: targets clipped from below
-    # generate mode: order of the samples meeting a budget (the pessimistic predicted top1 measured best; see README)
+    # generate mode: order of the samples meeting a budget (the pessimistic predicted top1 measured best; see docs/experiments.md)
     rank_by: Literal["ranker", "predicted_top1"] = "predicted_top1"
     entropy_weight: float = Field(0.5, ge=0.0)  # REINFORCE entropy bonus (0.5 keeps the policy diverse)
     clone_weight: float = Field(1.0, ge=0.0)  # fit's final training: imitate the best measured arch per budget (0: off)
