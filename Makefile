@@ -1,5 +1,7 @@
-# The README's two commands. Both create .venv when it is missing and install the pinned
-# requirements (torch's CPU wheel comes from the local disk; see requirements.txt).
+# The README's two commands. Both create .venv when it is missing, install the pinned
+# requirements (torch's CPU wheel comes from the local disk; see requirements.txt) and then this
+# project itself, editable and without touching those pins, so that `python jobs/<job>.py` and
+# `python -m pipeline <job>` find the package from any directory.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,10 +12,14 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: demo test setup lint clean-runs
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	# OFA's own code, the reference the OFA-import tests and bench_ofa_import compare against;
+	# --no-deps: its torchvision/gdown imports serve data loading and downloads only
+	$(PY) -m pip install --quiet --no-deps ofa==0.1.0.post202307202001
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,46 +1,10 @@
 """Regenerate a run's report page, or compare several runs on one page.
 
-    python jobs/report.py --out RUN_DIR                       # RUN_DIR/report.html (plots redrawn)
-    python jobs/report.py --compare RUN_A RUN_B --html FILE   # results.compare_runs as HTML
+The job is ``pipeline.cli.report``; ``python -m pipeline report --help`` describes its arguments.
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.runtime import run_job  # noqa: E402
-
-
-def main() -> int:
-    import argparse
-
-    from pipeline.errors import ConfigError
-    from pipeline.report import write_comparison, write_report
-    from pipeline.run_dir import RunDir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="the run directory whose report.html is written")
-    parser.add_argument("--compare", nargs="+", help="run directories to compare")
-    parser.add_argument("--html", help="with --compare: the HTML file to write")
-    args = parser.parse_args()
-    if bool(args.out) == bool(args.compare):
-        raise ConfigError("give either --out RUN_DIR or --compare RUN_DIR ... --html FILE")
-    if args.compare:
-        if not args.html:
-            raise ConfigError("--compare needs --html FILE, the page to write")
-        for run_dir in args.compare:
-            if not RunDir(Path(run_dir)).archive.is_file():
-                raise ConfigError(f"{run_dir} is not a run directory with a search archive")
-        print(f"comparison: {write_comparison(args.compare, args.html)}")
-        return 0
-    if not Path(args.out).is_dir():
-        raise ConfigError(f"{args.out} is not a run directory")
-    print(f"report: {write_report(args.out)}")
-    return 0
-
+from pipeline.cli.report import main
+from pipeline.runtime import run_job
 
 if __name__ == "__main__":
     run_job(main)

@@ -1,41 +1,10 @@
 """Train an OFAv2 supernet with progressive shrinking on Ray Train.
 
-    python jobs/train_supernet.py --config FILE [--set key.path=value ...] [--out RUN_DIR] [--resume]
-
-Runs the same way locally (starts a Ray sized by ``ray.num_cpus``) and under
-``ray job submit --working-dir . -- python jobs/train_supernet.py ...`` (attaches to the cluster).
-Writes RUN_DIR/config.yaml, RUN_DIR/supernet/supernet.pt, RUN_DIR/train_metrics.parquet and Ray
-Train's checkpoints under RUN_DIR/train/.
+The job is ``pipeline.cli.train_supernet``; ``python -m pipeline train_supernet --help`` describes its arguments.
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.config import load_config  # noqa: E402
-from pipeline.preflight import check_pipeline_inputs  # noqa: E402
-from pipeline.run_dir import RunDir  # noqa: E402
-from pipeline.runtime import job_argument_parser, ray_session, run_job  # noqa: E402
-
-
-def main() -> int:
-    args = job_argument_parser(__doc__.splitlines()[1]).parse_args()
-    config = load_config(args.config, args.overrides)
-    run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
-    check_pipeline_inputs(config, ["train"])  # the data path's layout, before Ray starts
-    with ray_session(config.ray, enabled=config.train.num_workers > 0):
-        from pipeline.train import train_supernet
-
-        config, run_dir = run_dir.open(config, args.resume)  # refuses a finished run without --resume
-        metrics = train_supernet(config, run_dir.root, resume=args.resume)
-    print(f"supernet: {metrics['supernet_path']}")
-    print(f"metrics: {metrics['metrics_path']} (last epoch top-1 max {metrics.get('top1_max', float('nan')):.2f}, "
-          f"best {metrics.get('top1_best', float('nan')):.2f})")
-    return 0
-
+from pipeline.cli.train_supernet import main
+from pipeline.runtime import run_job
 
 if __name__ == "__main__":
     run_job(main)

@@ -1,6 +1,6 @@
 """Distributed neural architecture search on Ray: OFAv2 supernet, NATv2 search, PNAG generation.
 
-Import direction (see DESIGN.md): ``space`` -> ``supernet`` -> ``train`` / ``evaluate``;
+Import direction (see docs/design.md): ``space`` -> ``supernet`` -> ``train`` / ``evaluate``;
 ``search`` depends only on ``space`` and the evaluator interface in ``evaluate.interface``;
-``jobs/`` depend on everything.
+``cli`` (the jobs, ``python -m pipeline <job>``) depends on everything.
 """

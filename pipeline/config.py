@@ -104,7 +104,7 @@ class TrainPhase(Section):
 
 
 def default_train_phases() -> list[TrainPhase]:
-    """The OFAv2 phase order and numbers (REFERENCE.md), before ``epochs_scale``."""
+    """The OFAv2 phase order and numbers (docs/methods.md, "Training"), before ``epochs_scale``."""
 
     def phase(name: str, *parts: tuple[float, float, float, int, list[int] | None]) -> TrainPhase:
         return TrainPhase(name=name, parts=[

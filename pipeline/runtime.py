@@ -109,8 +109,11 @@ def ray_session(settings: RayConfig, *, num_cpus: int | None = None, enabled: bo
 
 
 def job_argument_parser(description: str) -> argparse.ArgumentParser:
-    """The common job arguments: ``--config``, ``--set``, ``--out``, ``--resume``, ``--verbose``, ``--quiet``."""
-    parser = argparse.ArgumentParser(description=description)
+    """The common job arguments: ``--config``, ``--set``, ``--out``, ``--resume``, ``--verbose``, ``--quiet``.
+
+    ``description`` is the job module's docstring; ``--help`` prints it as written.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config file (defaults are used when omitted)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",

@@ -17,6 +17,41 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_TABLE = REPO_ROOT.parent / "shared" / "bench" / "natsbench_tss_cifar10.csv"
 
+# Jobs started as subprocesses (``python jobs/<job>.py``) import this checkout's package, whether
+# or not it is installed in the virtualenv (``make setup`` installs it; a worktree may not be).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))
+#: what a job started with a bare environment (``env={...}``) needs to find this checkout's package
+JOB_PYTHONPATH = {"PYTHONPATH": str(REPO_ROOT)}
+
+
+def _objectives():
+    from pipeline.evaluate.interface import Objective
+
+    return [Objective("top1", "max"), Objective("params_m", "min")]
+
+
+def _fast_search():
+    from pipeline.search.natv2 import NATv2Settings
+
+    return NATv2Settings(
+        max_evaluations=30, initial_size=10, candidates_per_iteration=5, surrogates=("ridge", "dtree"), cv_folds=3,
+        surrogate_population=20, surrogate_generations=4,
+    )
+
+
+#: constants the test modules share (``from conftest import FAST, OBJECTIVES``), built on first
+#: use so that tests which need neither do not pay for importing the search engine:
+#: ``OBJECTIVES``: the table tests' two objectives, top-1 up and parameters down;
+#: ``FAST``: NATv2 settings small enough for a unit test on the NATS-Bench table (30 evaluations)
+_SHARED = {"OBJECTIVES": _objectives, "FAST": _fast_search}
+
+
+def __getattr__(name: str):
+    if name in _SHARED:
+        value = globals()[name] = _SHARED[name]()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 @pytest.fixture(scope="module")
 def ray_local():
@@ -30,10 +65,18 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def bench_table_path() -> Path:
-    """The shared NATS-Bench CIFAR-10 table (CI clones with ../shared beside the repo)."""
+    """The NATS-Bench CIFAR-10 table (``BENCH_TABLE``: CI lays the shared data beside the clone)."""
     if not BENCH_TABLE.is_file():
         pytest.fail(f"benchmark table {BENCH_TABLE} is missing; CI expects ../shared beside the repo")
     return BENCH_TABLE
+
+
+@pytest.fixture(scope="module")
+def table(bench_table_path):
+    """The NATS-Bench CIFAR-10 table as ``pipeline.evaluate.table.load_table`` reads it (one per module)."""
+    from pipeline.evaluate.table import load_table
+
+    return load_table(bench_table_path)
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import OBJECTIVES
 
 from pipeline import schema as records
 from pipeline.errors import ConfigError, ResultsError
-from pipeline.evaluate.interface import EvaluationResult, Objective
+from pipeline.evaluate.interface import EvaluationResult
 from pipeline.schema import read_metadata, read_parquet, result_row, write_parquet_atomic
 from pipeline.search.archive_store import ArchiveStore, load_archive_frame, log_parts
-
-OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 
 
 def _row(arch_id: str, top1: float, params: float, status: str = "ok", iteration: int = 0) -> dict:

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
+from conftest import FAST, OBJECTIVES
 
-from pipeline.evaluate.interface import Objective
-from pipeline.evaluate.table import TableEvaluator, load_table
+from pipeline.evaluate.table import TableEvaluator
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.driver import SearchRunner
-from pipeline.search.natv2 import NATv2Engine, NATv2Settings
+from pipeline.search.natv2 import NATv2Engine
 from pipeline.search.termination import AnyOf, MaxEvaluations, MaxIterations, Progress, SpaceExhausted
-
-OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
-FAST = NATv2Settings(
-    max_evaluations=30, initial_size=10, candidates_per_iteration=5, surrogates=("ridge", "dtree"), cv_folds=3,
-    surrogate_population=20, surrogate_generations=4,
-)
-
-
-@pytest.fixture(scope="module")
-def table(bench_table_path) -> pd.DataFrame:
-    return load_table(bench_table_path)
 
 
 def _engine(evaluator: TableEvaluator, seed: int = 0, **kwargs) -> NATv2Engine:

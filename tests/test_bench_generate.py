@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import JOB_PYTHONPATH
+
 from pipeline.schema import read_parquet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,7 +17,7 @@ def test_bench_generate_quick(tmp_path, bench_table_path):
     done = subprocess.run(
         [sys.executable, "jobs/bench_generate.py", "--table", str(bench_table_path), "--out", str(tmp_path),
          "--quick", "--seeds", "1", "--methods", "generate,random", "--workers", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", **JOB_PYTHONPATH},
     )
     assert done.returncode == 0, done.stderr
     frame = read_parquet(tmp_path / "bench_generate.parquet")
@@ -33,7 +35,7 @@ def test_bench_generate_on_a_derived_table(tmp_path, bench_table_path):
     done = subprocess.run(
         [sys.executable, "jobs/bench_generate.py", "--table", str(bench_table_path), "--out", str(tmp_path),
          "--quick", "--seeds", "1", "--methods", "random", "--workers", "1", "--derive", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", **JOB_PYTHONPATH},
     )
     assert done.returncode == 0, done.stderr
     frame = read_parquet(tmp_path / "bench_generate.parquet")

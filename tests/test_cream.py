@@ -1,4 +1,4 @@
-"""Cream of the Crop as REFERENCE.md states it, including its "known faults" done right.
+"""Cream of the Crop as the paper states it (docs/methods.md), including its "known faults" done right.
 
 - the board's and the meta-gradient's held-out images are a seeded slice of the training split,
   recorded in the run; no validation image enters training;

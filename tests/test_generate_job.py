@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import JOB_PYTHONPATH
 
 from pipeline.schema import read_metadata, read_parquet
 
@@ -23,7 +24,7 @@ COLUMNS = ["budget", "budget_metric", "arch", "arch_id", "predicted_top1", "top1
 def run(*args: str) -> subprocess.CompletedProcess:
     """The job as a user runs it: a fresh process."""
     return subprocess.run([sys.executable, "jobs/generate.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                          timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", **JOB_PYTHONPATH})
 
 
 def run_in_process(capsys, *args: str) -> tuple[int, str]:

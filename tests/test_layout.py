@@ -1,4 +1,4 @@
-"""The library's layout (DESIGN.md, "Layout"): imports flow one way, and functions stay short.
+"""The library's layout (docs/design.md, "Layout"): imports flow one way, and functions stay short.
 
 The import graph is read from the source with ``ast`` (every ``import`` and ``from ... import``,
 including those inside functions), so a lazy import cannot hide a cycle.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
-#: modules that may import nothing of the pipeline except each other (DESIGN.md: the leaves,
+#: modules that may import nothing of the pipeline except each other (docs/design.md: the leaves,
 #: plus onnx_runtime: the one ONNX Runtime session factory that supernet and evaluate share)
 LEAVES = {"schema", "atomic", "errors", "config", "space", "onnx_runtime"}
 #: packages that search and generate must never reach (adaptation is a callback the stage wires)

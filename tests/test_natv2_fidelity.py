@@ -1,18 +1,17 @@
-"""NATv2's mechanisms as REFERENCE.md states them: pre-processing, the constant-size archive, exact
-cheap objectives, current accuracies only, high-tradeoff points."""
+"""NATv2's mechanisms as the paper states them (docs/methods.md): pre-processing, the constant-size
+archive, exact cheap objectives, current accuracies only, high-tradeoff points."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
-import pytest
+from conftest import FAST as SHARED_FAST
+from conftest import OBJECTIVES
 
 from pipeline import results
 from pipeline.config import FinetuneConfig, load_config
-from pipeline.evaluate.interface import Objective
-from pipeline.evaluate.table import TableEvaluator, load_table
+from pipeline.evaluate.table import TableEvaluator
 from pipeline.search import natv2
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.driver import run_search
@@ -20,16 +19,7 @@ from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 from pipeline.search.pareto import high_tradeoff_mask, nondominated_ranks, to_minimization
 from pipeline.train.choices import finetune_choices
 
-OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
-FAST = NATv2Settings(
-    max_evaluations=40, archive_size=10, initial_size=10, initial_factor=2.0, candidates_per_iteration=5,
-    surrogates=("ridge", "dtree"), cv_folds=3, surrogate_population=20, surrogate_generations=4,
-)
-
-
-@pytest.fixture(scope="module")
-def table(bench_table_path) -> pd.DataFrame:
-    return load_table(bench_table_path)
+FAST = replace(SHARED_FAST, max_evaluations=40, archive_size=10, initial_factor=2.0)
 
 
 def _engine(evaluator: TableEvaluator, settings: NATv2Settings = FAST, seed: int = 0) -> NATv2Engine:

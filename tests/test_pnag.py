@@ -9,7 +9,7 @@ import torch
 
 from pipeline.config import GenerateConfig as PNAGSettings
 from pipeline.errors import BudgetError
-from pipeline.evaluate.table import TableEvaluator, load_table
+from pipeline.evaluate.table import TableEvaluator
 from pipeline.generate.budget import BudgetScale, parse_budgets, parse_metrics
 from pipeline.generate.ranker import dominance_labels
 from pipeline.generate.search_mode import generate_from_archive, generate_with_evaluator
@@ -20,11 +20,6 @@ FAST = PNAGSettings(
     evals=40, training_steps=60, round_steps=10, evaluator_steps=150, evaluator_round_steps=40,
     samples_per_budget=48, pool_size=200, refit_every=2, batch_size=96,
 )
-
-
-@pytest.fixture(scope="module")
-def table(bench_table_path) -> pd.DataFrame:
-    return load_table(bench_table_path)
 
 
 # -- dominance labelling -------------------------------------------------------------------------

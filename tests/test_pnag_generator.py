@@ -6,13 +6,12 @@ import importlib.util
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from pipeline.config import GenerateConfig
 from pipeline.errors import BudgetError, CheckpointError
-from pipeline.evaluate.table import TableEvaluator, load_table
+from pipeline.evaluate.table import TableEvaluator
 from pipeline.generate.store import load_generator, save_generator
 from pipeline.generate.training import fit_with_evaluator
 from pipeline.schema import read_parquet
@@ -36,11 +35,6 @@ class RaisingEvaluator(TableEvaluator):
 
     def evaluate(self, archs):
         raise AssertionError("generate made a true evaluation")
-
-
-@pytest.fixture(scope="module")
-def table(bench_table_path) -> pd.DataFrame:
-    return load_table(bench_table_path)
 
 
 @pytest.fixture(scope="module")

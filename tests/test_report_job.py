@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import FAST as SHARED_FAST
+from conftest import OBJECTIVES
 
 from pipeline.errors import ConfigError
-from pipeline.evaluate.interface import Objective
 from pipeline.evaluate.table import TableEvaluator, load_table
 from pipeline.search.driver import run_search
-from pipeline.search.natv2 import NATv2Settings
 
 REPO = Path(__file__).resolve().parents[1]
-OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
-FAST = NATv2Settings(max_evaluations=20, initial_size=10, candidates_per_iteration=5, surrogates=("ridge",),
-                     cv_folds=3, surrogate_population=20, surrogate_generations=3)
+FAST = replace(SHARED_FAST, max_evaluations=20, surrogates=("ridge",), surrogate_generations=3)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import OBJECTIVES
 
 from pipeline import plots, results
 from pipeline.errors import ResultsError
-from pipeline.evaluate.interface import Objective
 from pipeline.evaluate.table import TableEvaluator
 from pipeline.schema import result_row, write_parquet_atomic
 from pipeline.search.archive_store import ArchiveStore
-
-OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
 
 
 def build_run(run_dir, evaluator, seed, iterations=3, per_iteration=20):

@@ -1,4 +1,4 @@
-"""RunDir: DESIGN.md's layout, and the open/resume checks every job relies on."""
+"""RunDir: docs/design.md's layout, and the open/resume checks every job relies on."""
 
 from __future__ import annotations
 

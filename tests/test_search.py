@@ -7,26 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST, OBJECTIVES
 
 from pipeline.config import SearchConfig
 from pipeline.errors import BudgetError
 from pipeline.evaluate.interface import Objective
-from pipeline.evaluate.table import TableEvaluator, load_table
+from pipeline.evaluate.table import TableEvaluator
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.driver import SearchRunner
 from pipeline.search.engine_state import load_state
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
-
-OBJECTIVES = [Objective("top1", "max"), Objective("params_m", "min")]
-FAST = NATv2Settings(
-    max_evaluations=30, initial_size=10, candidates_per_iteration=5, surrogates=("ridge", "dtree"), cv_folds=3,
-    surrogate_population=20, surrogate_generations=4,
-)
-
-
-@pytest.fixture(scope="module")
-def table(bench_table_path) -> pd.DataFrame:
-    return load_table(bench_table_path)
 
 
 def _runner(evaluator, sink, run_dir, settings, seed, objectives, **kwargs) -> SearchRunner:

@@ -101,7 +101,7 @@ def test_set_active_rejects_invalid_arch():
         net.set_active(arch)
 
 
-# REFERENCE.md's worked table of dense skips: per depth D, the block outputs (1-based) summed into
+# The worked table of dense skips in docs/methods.md: per depth D, the block outputs (1-based) summed into
 # the input of blocks 2, 3, 4 and into the stage output.
 DENSE_TABLE = {
     2: {"inputs": {2: [1]}, "output": [2]},
@@ -213,7 +213,7 @@ def test_branch_masks_select_branches():
 @pytest.mark.parametrize("mask", range(1, 8))
 @torch.no_grad()
 def test_identity_shortcut_belongs_to_the_mbconv_branch(mask):
-    """REFERENCE.md: MBConv plus identity (stride 1, equal widths); no MBConv bit, no identity term."""
+    """docs/methods.md: MBConv plus identity (stride 1, equal widths); no MBConv bit, no identity term."""
     space, net = make_net(parallel_blocks=True)
     arch = dict(space.largest(), branches=[7, mask] + [7] * 18)
     net.set_active(arch)

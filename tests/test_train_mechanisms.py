@@ -1,4 +1,4 @@
-"""Progressive shrinking's mechanisms, each checked against REFERENCE.md (not the code's reading).
+"""Progressive shrinking's mechanisms, each checked against the papers' numbers (docs/methods.md), not the code's reading.
 
 - the dynamic teacher is the previous phase's *best* checkpoint (validation top-1 of the max
   subnet), with BN recalibrated on the calibration images;
@@ -183,8 +183,8 @@ def test_training_loss_is_label_smoothed():
     assert abs(loss - float(F.cross_entropy(log_p, labels))) > 1e-4
 
 
-# REFERENCE.md's phase tables (OFA's and OFAv2's): per part, k subnets per step, learning rate and
-# the allowed values of the phase's dimension. Expand's learning rates are "-" in the reference;
+# The phase table of docs/methods.md (OFA's and OFAv2's phases): per part, k subnets per step, learning rate and
+# the allowed values of the phase's dimension. Expand's learning rates are open in OFA's paper;
 # the project uses OFA's code values (those of depth).
 PHASE_TABLE = [
     ("full/1", 1, 0.1, None),

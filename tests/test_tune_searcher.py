@@ -5,21 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import FAST
 
 from pipeline.bench.search import run_random, score, true_front
-from pipeline.evaluate.table import TableEvaluator, load_table
-from pipeline.search.natv2 import NATv2Settings
+from pipeline.evaluate.table import TableEvaluator
 from pipeline.search.tune import NATv2Search
-
-FAST = NATv2Settings(initial_size=10, candidates_per_iteration=5, surrogates=("ridge", "dtree"), cv_folds=3,
-                     surrogate_population=20, surrogate_generations=4)
-
-
-@pytest.fixture(scope="module")
-def table(bench_table_path) -> pd.DataFrame:
-    return load_table(bench_table_path)
 
 
 def _searcher(evaluator: TableEvaluator, evaluations: int = 30, **kwargs) -> NATv2Search:

@@ -1,4 +1,4 @@
-"""Generation-quality benchmark on a NATS-Bench-format table (the benchmarks in docs/).
+"""Generation-quality benchmark on a NATS-Bench-format table (figures in docs/benchmarks.md).
 
 Budgets on ``params_m`` are never an input to a fit: ``front_budgets`` gives 30 budgets
 log-spaced between the smallest and the largest params of the table's accuracy/params front, at

@@ -1,4 +1,4 @@
-"""Search-quality benchmark on a NATS-Bench-format table (DESIGN.md, "Benchmarks").
+"""Search-quality benchmark on a NATS-Bench-format table (figures in docs/benchmarks.md).
 
 Objectives: minimise ``100 - accuracy`` and ``params_m``. A run's result is the set of
 architectures it truly evaluated; its score is HV(result) / HV(true front), both normalised by the

@@ -1,6 +1,6 @@
 """PNAG's Pareto-aware evaluator R(arch, budget) and its dominance labelling.
 
-``dominance_labels`` labels a pair (a, b) under a budget, following REFERENCE.md ("PNAG"):
+``dominance_labels`` labels a pair (a, b) under a budget, following the paper (docs/methods.md, "Generation: PNAG"):
 
 - both over budget: the lower-cost one wins (with several metrics: the smaller largest log
   ratio cost / budget);

@@ -235,7 +235,7 @@ class NATv2Engine:
                        pinned=self._pinned(ok))
         state.archive_ids = [ok[i] for i in kept]
         values = self._minimized(state.archive_ids)
-        values = values[nondominated_ranks(values) == 0]  # normalise by the initial front, as DESIGN.md does
+        values = values[nondominated_ranks(values) == 0]  # normalise by the initial front (docs/methods.md, "Budget and hypervolume")
         state.hv_ideal, state.hv_nadir = values.min(axis=0).tolist(), values.max(axis=0).tolist()
 
     def _survive(self, new_ok: list[str]) -> None:
