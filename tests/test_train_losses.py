@@ -189,3 +189,20 @@ def test_a_step_sums_the_gradients_of_its_subnets():
     both, alone_first, alone_second = grads([first, second]), grads([first]), grads([second])
     for together, a, b in zip(both, alone_first, alone_second, strict=True):
         torch.testing.assert_close(together, a + b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_plan_grown_on_an_initialised_supernet_keeps_unlisted_dimensions_elastic():
+    """``train.init_from``: the base trained kernel, depth and expand, so a height-only plan samples all of
+    them; 'full' is optional then, and a listed 'full' still trains the largest network alone."""
+    height_only = load_config(overrides=["train.init_from=base.pt",
+                                         "train.phases=[{name: height, parts: [{epochs: 1, lr: 0.01}]}]"])
+    plan = build_plan(height_only.train, _tiny_space(parallel_blocks=False), 1)
+    assert [p.label for p in plan] == ["height/1"]
+    assert plan[0].choices == ElasticChoices(kernels=(3, 5, 7), branch_counts=None, exits=(1, 2, 3, 4, 5),
+                                             depths=(2, 3, 4), expands=(3, 4, 6))
+    with_full = load_config(overrides=["train.init_from=base.pt", "train.phases=[{name: full, parts: [{epochs: 1, "
+                                       "lr: 0.1}]}, {name: height, parts: [{epochs: 1, lr: 0.01}]}]"])
+    full, height = build_plan(with_full.train, _tiny_space(parallel_blocks=False), 1)
+    assert full.choices == ElasticChoices() and height.choices.kernels == (3, 5, 7)
+    with pytest.raises(ConfigError, match="'full' phase is required"):
+        load_config(overrides=["train.phases=[{name: height, parts: [{epochs: 1, lr: 0.01}]}]"])

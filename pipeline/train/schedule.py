@@ -126,7 +126,7 @@ def build_plan(train: TrainConfig, space: OFAv2Space, steps_per_epoch: int) -> l
                 phase=phase.name, phase_index=phase_index, part_index=part_index, lr=part.lr,
                 steps=steps, warmup_steps=max(0, warmup), epochs=epochs,
                 subnets_per_step=1 if phase.name == "full" else part.subnets_per_step,
-                choices=ElasticChoices(**elastic), first_epoch=epoch,
+                choices=ElasticChoices(**({} if phase.name == "full" else elastic)), first_epoch=epoch,
             ))
             epoch += epochs
     return plan
