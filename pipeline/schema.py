@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipeline.atomic import METADATA_KEY, write_parquet_atomic  # noqa: F401 - re-exported for callers
+from pipeline.atomic import METADATA_KEY
 from pipeline.errors import ResultsError
 
 #: an architecture: a small JSON-serialisable value (see ``pipeline.space.base``)

@@ -14,8 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from pipeline.schema import Direction, EvaluationResult, Objective, Provenance  # noqa: F401 - the interface's types
+from pipeline.schema import Direction, EvaluationResult, Objective, Provenance
 from pipeline.space.base import Architecture, SearchSpace
+
+__all__ = ["Direction", "EvaluationResult", "Evaluator", "Objective", "OnMeasured", "Provenance", "ResultSink"]
 
 #: called with each result that holds a new measurement, as soon as it is complete
 OnMeasured = Callable[[EvaluationResult], None]

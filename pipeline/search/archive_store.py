@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.evaluate.interface import Objective
 from pipeline.schema import (
     objectives_metadata,
@@ -45,7 +46,6 @@ from pipeline.schema import (
     read_metadata,
     read_parquet,
     utc_now,
-    write_parquet_atomic,
 )
 from pipeline.search.files import SearchFiles
 from pipeline.search.pareto import current_round_mask, high_tradeoff_mask, nondominated_ranks, to_minimization

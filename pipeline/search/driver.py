@@ -27,10 +27,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.errors import BudgetError, ConfigError
 from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective, Provenance, ResultSink
 from pipeline.evaluate.recording import DEFAULT_BATCH_SIZE, ResultRecorder
-from pipeline.schema import write_parquet_atomic
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.engine_state import load_state_dict, save_state
 from pipeline.search.files import SearchFiles

@@ -32,19 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.atomic import write_text_atomic
+from pipeline.atomic import write_parquet_atomic, write_text_atomic
 from pipeline.config import DataConfig, FinetuneConfig, PipelineConfig
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
 from pipeline.data.splits import Splits
 from pipeline.errors import ConfigError
-from pipeline.schema import utc_now, write_parquet_atomic
+from pipeline.onnx_runtime import ort_session
+from pipeline.schema import utc_now
 from pipeline.space.base import SearchSpace
 from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
-from pipeline.supernet.export import export_onnx, ort_session
+from pipeline.supernet.export import export_onnx
 from pipeline.train.evaluation import count_correct
 from pipeline.train.files import TrainFiles
 from pipeline.train.losses import multi_exit_loss
