@@ -1,4 +1,4 @@
-"""The run directory: every path of docs/design.md's layout, and the open/resume checks.
+"""The run directory: every path of a run's layout, and the open/resume checks.
 
 ```
 RUN_DIR/

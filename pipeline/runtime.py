@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -31,6 +32,8 @@ from pipeline.console import Level, announce, attach_run_log, capture_console, r
 from pipeline.errors import ClusterError
 from pipeline.failures import describe_failure, first_line, user_error
 from pipeline.run_dir import RunDir
+
+_log = logging.getLogger(__name__)
 
 
 def prepare_ray_environment() -> None:
@@ -167,14 +170,14 @@ def _run_main(main: Callable[[], int | None], job: str) -> int:
     try:
         status = main() or 0
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _log.error("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line
         found = user_error(exc)
         if found is not None:
-            print(f"error: {first_line(found)}", file=sys.stderr)
+            _log.error(f"error: {first_line(found)}")
             return 2
-        print(f"error: {_unexpected(exc, job)}", file=sys.stderr)
+        _log.error(f"error: {_unexpected(exc, job)}")
         return 1
     log_file = run_log_path()
     if status == 0 and log_file is not None:

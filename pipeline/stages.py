@@ -9,6 +9,7 @@ is the only place that wires the supernet-backed evaluator into the search engin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,7 @@ from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 
 STAGES: tuple[str, ...] = ("train", "search", "generate", "finetune", "report")
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
+_log = logging.getLogger(__name__)
 
 
 def _progress() -> Any:  # pipeline.train.progress.Progress: the console's bar and lines
@@ -64,7 +62,7 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
         result = run_search(
             evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
             resume=resume, metadata=metadata, sink=sink, latency_predictors=evaluator.latency_predictors(objectives),
-            adapt=_adaptation(config, run_dir), log=_print, rows_per_write=config.evaluate.archive_batch_size,
+            adapt=_adaptation(config, run_dir), log=_log.info, rows_per_write=config.evaluate.archive_batch_size,
         )
         evaluate_cream_answer(evaluator, sink, run_dir, run_id=config.run.name)  # a Cream-trained run's answer
     sink.close()  # fold the archive's append log into archive.parquet for the stages and readers after
@@ -78,7 +76,7 @@ def _adaptation(config: PipelineConfig, run_dir: Path) -> Callable[[list[Archite
         return None
     from pipeline.train.adapt import adapt_supernet
 
-    return lambda archs: adapt_supernet(config, run_dir, archs, log=_print)
+    return lambda archs: adapt_supernet(config, run_dir, archs, log=_log.info)
 
 
 def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -90,7 +88,7 @@ def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
     space, exact_costs = open_run_for_generation(run_dir)
     check_actor_resources(config.evaluate)
     with OFAv2ActorEvaluator(config, run_dir, run_id=config.run.name) as evaluator:
-        return generate_stage(config, RunDir(run_dir), space, exact_costs, evaluator, log=_print)
+        return generate_stage(config, RunDir(run_dir), space, exact_costs, evaluator, log=_log.info)
 
 
 def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = False,
@@ -102,7 +100,7 @@ def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
     frame = finetune_run(config, run_dir, resume=resume, archs=archs, progress=_progress(),
                          choose=lambda space: finetune_choices(config.finetune, Path(run_dir), space))
     ok = frame[frame["status"] == "ok"]
-    _print(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {RunDir(run_dir).models_dir}")
+    _log.info(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {RunDir(run_dir).models_dir}")
     return {"finetuned": len(ok), "failed": int((frame["status"] != "ok").sum())}
 
 
@@ -111,7 +109,7 @@ def run_report_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
     from pipeline.report import write_report
 
     page = write_report(run_dir)
-    _print(f"report: {page}")
+    _log.info(f"report: {page}")
     return {"report": str(page)}
 
 

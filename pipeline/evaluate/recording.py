@@ -2,8 +2,8 @@
 
 ``ResultRecorder`` is the callback that ``Evaluator.evaluate_streaming`` hands measured results
 to: it builds the row (``pipeline.schema.result_row``) with the architecture's ``Provenance`` and
-writes rows to the ``ResultSink`` in batches of ``batch_size`` (merged into known rows), so a long
-batch persists what is finished while the rest runs. A ``status`` rule (the search engine's: every
+writes rows to the ``ResultSink`` (merged into known rows) in batches of ``batch_size``, so a long
+batch persists what is finished while the rest runs; without a batch size, once, at ``flush``. A ``status`` rule (the search engine's: every
 objective needs a value) decides the row's status before it is written, so a row is written once,
 already right. ``evaluate_into`` is the whole round trip for one batch.
 """
@@ -17,8 +17,6 @@ from pipeline.evaluate.interface import EvaluationResult, Evaluator, Provenance,
 from pipeline.schema import result_row
 from pipeline.space.base import Architecture, SearchSpace
 
-#: rows written per ``upsert`` (``evaluate.archive_batch_size``'s default)
-DEFAULT_BATCH_SIZE = 8
 MISSING_OBJECTIVE = "evaluator returned no value for an objective"
 #: iteration 0, source ``search``, no prediction
 DEFAULT_PROVENANCE = Provenance()
@@ -35,12 +33,12 @@ class ResultRecorder:
         space: SearchSpace,
         provenance: Provenance | Mapping[str, Provenance] = DEFAULT_PROVENANCE,
         status: Callable[[EvaluationResult], str] | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
     ) -> None:
         self.sink, self.run_id, self.space = sink, run_id, space
         self.provenance = provenance
         self.status = status
-        self.batch_size = max(1, batch_size)
+        self.batch_size = batch_size
         self._rows: list[dict[str, Any]] = []
 
     def provenance_of(self, arch_id: str) -> Provenance:
@@ -59,7 +57,7 @@ class ResultRecorder:
 
     def __call__(self, result: EvaluationResult) -> None:
         self._rows.append(self.row(result))
-        if len(self._rows) >= self.batch_size:
+        if self.batch_size is not None and len(self._rows) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
@@ -76,7 +74,7 @@ def evaluate_into(
     provenance: Provenance = DEFAULT_PROVENANCE,
     *,
     run_id: str,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> list[EvaluationResult]:
     """Evaluate ``archs`` and persist what was measured into ``sink`` with ``provenance``; the results."""
     recorder = ResultRecorder(sink, run_id=run_id, space=evaluator.space, provenance=provenance, batch_size=batch_size)

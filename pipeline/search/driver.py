@@ -11,7 +11,8 @@ stopped run resumes from its last completed iteration. Latency predictors that o
 Evaluators only return results; the runner persists them. Each measured result becomes one row
 of the sink, with its candidate's ``Provenance`` (true iteration, source, predicted top-1) and the
 engine's status rule (an objective without a value makes the row ``failed``), written in batches
-of ``rows_per_write`` as the evaluator finishes them (``pipeline.evaluate.recording``).
+of ``rows_per_write`` as the evaluator finishes them, or once per iteration without it
+(``pipeline.evaluate.recording``).
 
 ``run_search`` is what ``jobs/search.py`` and the search stage call: it refuses an impossible
 budget and a run directory that already holds a search (unless resuming) before writing anything,
@@ -30,7 +31,7 @@ import pandas as pd
 from pipeline.atomic import write_parquet_atomic
 from pipeline.errors import BudgetError, ConfigError
 from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective, Provenance, ResultSink
-from pipeline.evaluate.recording import DEFAULT_BATCH_SIZE, ResultRecorder
+from pipeline.evaluate.recording import ResultRecorder
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.engine_state import load_state_dict, save_state
 from pipeline.search.files import SearchFiles
@@ -78,7 +79,7 @@ class SearchRunner:
         run_id: str = "search",
         adapt: Callable[[list[Architecture]], None] | None = None,
         log: Callable[[str], None] | None = None,
-        rows_per_write: int = DEFAULT_BATCH_SIZE,
+        rows_per_write: int | None = None,
     ):
         self.engine, self.evaluator, self.sink = engine, evaluator, sink
         self.run_dir, self.run_id = Path(run_dir), run_id
@@ -173,7 +174,7 @@ def run_search(
     log: Callable[[str], None] | None = None,
     stop_after_iteration: int | None = None,
     on_start: Callable[[], None] | None = None,
-    rows_per_write: int = DEFAULT_BATCH_SIZE,
+    rows_per_write: int | None = None,
 ) -> SearchResult:
     """Check inputs, run (or resume) the search in ``run_dir``, write the history; return the result."""
     run_dir = Path(run_dir)

@@ -20,9 +20,11 @@ Randomness comes from generators derived from (seed, round, step), so a run is r
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,8 @@ from pipeline.train.schedule import cosine_lr, derive_seed, numpy_generator, tor
 from pipeline.train.steps import StepContext, train_step
 from pipeline.train.teacher import build_teacher
 from pipeline.train.workers import fit_trainer, torch_threads, torch_trainer
+
+_log = logging.getLogger(__name__)
 
 
 def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
@@ -104,9 +108,11 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
 
 
 def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Architecture],
-                   log=print) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune and republish the run's supernet on ``archs`` (see the module docstring)."""
     from ray.train import RunConfig
+
+    log = log or _log.info
 
     run_dir = Path(run_dir).resolve()
     _, extra = load_supernet(TrainFiles(run_dir).supernet)

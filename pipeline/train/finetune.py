@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +52,8 @@ from pipeline.train.files import TrainFiles
 from pipeline.train.losses import multi_exit_loss
 from pipeline.train.optim import parameter_groups
 from pipeline.train.progress import PLAIN_PROGRESS, Progress, TrialLines
+
+_log = logging.getLogger(__name__)
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -266,7 +269,7 @@ def run_finetune(
             for arch in archs if space.arch_id(arch) in finished]
     remaining = [arch for arch in archs if space.arch_id(arch) not in finished]
     if rows:
-        print(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go", flush=True)
+        _log.info(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go")
     if remaining:
         rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir,
                             progress)

@@ -9,6 +9,7 @@ Train V2 even twice, through its print patch), and a ``--quiet`` run would show 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -20,6 +21,8 @@ from ray.tune import Callback
 
 from pipeline.train.publish import format_progress
 
+_log = logging.getLogger(__name__)
+
 #: ``reporter(total, description)``: a context manager that yields ``line(text, total=None)``,
 #: called once per finished step (``total``: the step count, once it is known)
 ProgressReporter = Callable[[int, str], AbstractContextManager[Callable[..., None]]]
@@ -28,7 +31,7 @@ ProgressReporter = Callable[[int, str], AbstractContextManager[Callable[..., Non
 @contextmanager
 def plain_lines(total: int, description: str) -> Iterator[Callable[..., None]]:
     """The default reporter: one printed line per step."""
-    yield _print_line
+    yield _log_line
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class TrialLines(Callback):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.report = _print_line
+        self.report = _log_line
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.finished += 1
@@ -133,5 +136,5 @@ class TrialLines(Callback):
                     f"(details in {trial.local_path or 'the Tune storage'})", total=self.total)
 
 
-def _print_line(line: str, total: int | None = None) -> None:
-    print(line, flush=True)
+def _log_line(line: str, total: int | None = None) -> None:
+    _log.info(line)
