@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PipelineConfig
 from pipeline.console import announce, current_level, progress_reporter
@@ -21,11 +21,15 @@ from pipeline.failures import StageFailed
 from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 
+if TYPE_CHECKING:
+    from pipeline.train.progress import Progress
+
 STAGES: tuple[str, ...] = ("train", "search", "generate", "finetune", "report")
 _log = logging.getLogger(__name__)
 
 
-def _progress() -> Any:  # pipeline.train.progress.Progress: the console's bar and lines
+def _progress() -> Progress:
+    """The console's progress for training and fine-tuning: a bar on a terminal, plain lines otherwise."""
     from pipeline.train.progress import Progress
 
     return Progress(progress_reporter, verbose=current_level() == "verbose")
