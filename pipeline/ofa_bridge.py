@@ -25,6 +25,7 @@ from pipeline.atomic import atomic_path
 from pipeline.config import PipelineConfig, SupernetConfig, parse_overrides
 from pipeline.errors import CheckpointError
 from pipeline.run_dir import RunDir
+from pipeline.runtime import open_run
 from pipeline.supernet.checkpoint import load_supernet, save_supernet
 from pipeline.supernet.ofa_format import OFA_RESOLUTIONS, OFA_STAGE_WIDTHS, import_ofa_file, ofa_state_dict
 
@@ -68,7 +69,7 @@ def import_ofa_run(ofa_file: str | Path, config: PipelineConfig, stated: Mapping
     seconds = time.perf_counter() - started
     section = SupernetConfig(**layout.space_options(resolutions), dropout=config.supernet.dropout)
     config = config.model_copy(update={"supernet": section})
-    config, run_dir = run_dir.open(config, resume)  # from here on the directory is written
+    config, run_dir = open_run(run_dir, config, resume)  # from here on the directory is written
     source = str(Path(ofa_file).resolve())
     save_supernet(run_dir.supernet, net, extra={"imported_from": source, "format": "ofa"})
     run_dir.mark_completed("train", imported_from=source)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,8 @@ from pipeline import results  # noqa: E402
 from pipeline.atomic import atomic_path  # noqa: E402
 from pipeline.errors import ResultsError  # noqa: E402
 from pipeline.run_dir import RunDir
+
+_log = logging.getLogger(__name__)
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -148,7 +151,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         try:
             written.append(plot(run_dir))
         except (ResultsError, KeyError) as exc:
-            print(f"plots: skipped {plot.__name__}: {exc}")
+            _log.info(f"plots: skipped {plot.__name__}: {exc}")
     return written
 
 

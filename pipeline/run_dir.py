@@ -1,4 +1,4 @@
-"""The run directory: every path of docs/design.md's layout, and the open/resume checks.
+"""The run directory: every path of a run's layout, and the open/resume checks.
 
 ```
 RUN_DIR/
@@ -16,7 +16,11 @@ RUN_DIR/
 A new run refuses a directory that already holds a run, so nothing is overwritten silently;
 ``--resume`` reopens it and continues after the last completed stage. Each stage's own resume
 (training checkpoints, the search's engine state) continues the stage that was interrupted.
-``RunDir`` imports only leaf modules, so every package may use it.
+
+The packages that write into the directory own the names of their files (``search.files``,
+``train.files``); ``RunDir`` gathers them for the stages, the jobs and the readers of a run. The
+packages themselves are handed a directory and never import this module. Opening a run writes
+``config.yaml`` and nothing else: the job's log is attached by ``pipeline.runtime.open_run``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from pathlib import Path
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig, dump_config, load_config
-from pipeline.console import attach_run_log
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.schema import utc_now
+from pipeline.search.files import SearchFiles
+from pipeline.train.files import TrainFiles
 
 
 @dataclass(frozen=True)
@@ -54,31 +59,33 @@ class RunDir:
     # ------------------------------------------------------------------- the layout
     config_file = property(lambda self: self.root / "config.yaml")
     stages_file = property(lambda self: self.root / "stages.json")
-    supernet_dir = property(lambda self: self.root / "supernet")
-    supernet = property(lambda self: self.root / "supernet" / "supernet.pt")
-    train_storage = property(lambda self: self.root / "train")
-    tune_storage = property(lambda self: self.root / "tune")
-    train_metrics = property(lambda self: self.root / "train_metrics.parquet")
-    archive = property(lambda self: self.root / "archive.parquet")
-    front = property(lambda self: self.root / "front.parquet")
-    fronts_dir = property(lambda self: self.root / "fronts")
-    search_history = property(lambda self: self.root / "search_history.parquet")
-    search_state = property(lambda self: self.root / "search_state.json")
+    search_files = property(lambda self: SearchFiles(self.root))
+    train_files = property(lambda self: TrainFiles(self.root))
+    supernet_dir = property(lambda self: self.train_files.supernet_dir)
+    supernet = property(lambda self: self.train_files.supernet)
+    train_storage = property(lambda self: self.train_files.train_storage)
+    tune_storage = property(lambda self: self.train_files.tune_storage)
+    train_metrics = property(lambda self: self.train_files.metrics)
+    archive = property(lambda self: self.search_files.archive)
+    front = property(lambda self: self.search_files.front)
+    fronts_dir = property(lambda self: self.search_files.fronts_dir)
+    search_history = property(lambda self: self.search_files.history)
+    search_state = property(lambda self: self.search_files.state)
     generator_dir = property(lambda self: self.root / "generator")
     generated = property(lambda self: self.root / "generated.parquet")
-    finetuned = property(lambda self: self.root / "finetuned.parquet")
-    models_dir = property(lambda self: self.root / "models")
+    finetuned = property(lambda self: self.train_files.finetuned)
+    models_dir = property(lambda self: self.train_files.models_dir)
     plots_dir = property(lambda self: self.root / "plots")
     logs_dir = property(lambda self: self.root / "logs")
     report = property(lambda self: self.root / "report.html")
 
     def front_at(self, iteration: int) -> Path:
         """The front after search iteration ``iteration`` (``fronts/iter_NNN.parquet``)."""
-        return self.fronts_dir / f"iter_{int(iteration):03d}.parquet"
+        return self.search_files.front_at(iteration)
 
     def model(self, arch_id: str) -> Path:
         """The exported ONNX file of a fine-tuned subnet."""
-        return self.models_dir / f"{arch_id}.onnx"
+        return self.train_files.model(arch_id)
 
     def plot(self, name: str) -> Path:
         return self.plots_dir / name
@@ -114,8 +121,7 @@ class RunDir:
     def open(self, config: PipelineConfig | None, resume: bool) -> tuple[PipelineConfig, RunDir]:
         """Create (or, with ``resume``, reopen) the directory; return its config and itself.
 
-        On resume without a config, the stored ``config.yaml`` is used. From here on the job's
-        output is also written to ``logs/<job>.log`` (``pipeline.console``).
+        On resume without a config, the stored ``config.yaml`` is used.
         """
         run_dir = self.check(resume)
         if resume:
@@ -125,7 +131,6 @@ class RunDir:
                 raise ConfigError("a new run needs --config (or defaults)")
             run_dir.root.mkdir(parents=True, exist_ok=True)
         dump_config(config, run_dir.config_file)
-        attach_run_log(run_dir.root)
         return config, run_dir
 
     def stored_config(self) -> Path | None:
@@ -156,24 +161,3 @@ class RunDir:
     def __str__(self) -> str:
         return str(self.root)
 
-
-# Functional forms kept for the jobs and tests that call them.
-def default_run_dir(config: PipelineConfig) -> Path:
-    return RunDir.default(config).root
-
-
-def check_run_dir(run_dir: str | Path, resume: bool) -> Path:
-    return RunDir.of(run_dir).check(resume).root
-
-
-def open_run_dir(config: PipelineConfig | None, run_dir: str | Path, resume: bool) -> tuple[PipelineConfig, Path]:
-    config, opened = RunDir.of(run_dir).open(config, resume)
-    return config, opened.root
-
-
-def completed_stages(run_dir: str | Path) -> list[str]:
-    return RunDir.of(run_dir).completed_stages()
-
-
-def mark_completed(run_dir: str | Path, stage: str, **details: object) -> None:
-    RunDir.of(run_dir).mark_completed(stage, **details)

@@ -6,6 +6,7 @@
 - ``connect_ray`` attaches to ``RAY_ADDRESS`` without sizing arguments, or starts a local Ray
   sized by config. ``ray_session`` wraps it as a context manager that shuts Ray down on exit
   only when it connected or started Ray itself (a Ray already initialised is left running).
+- ``open_run`` opens (or reopens) a run directory and sends the job's output to its log too.
 - ``run_job`` runs a job's main inside the console capture (``pipeline.console``: ``--verbose``,
   ``--quiet``, the copy in ``RUN_DIR/logs/``). A ``PipelineError``, also one raised inside a Ray
   worker, actor or Tune trial (``pipeline.failures.user_error``), becomes one line on stderr and
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -25,10 +27,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.config import RayConfig
-from pipeline.console import Level, announce, capture_console, run_log_path, write_log_only
+from pipeline.config import PipelineConfig, RayConfig
+from pipeline.console import Level, announce, attach_run_log, capture_console, run_log_path, write_log_only
 from pipeline.errors import ClusterError
 from pipeline.failures import describe_failure, first_line, user_error
+from pipeline.run_dir import RunDir
+
+_log = logging.getLogger(__name__)
 
 
 def prepare_ray_environment() -> None:
@@ -96,8 +101,10 @@ def ray_session(settings: RayConfig, *, num_cpus: int | None = None, enabled: bo
 
     Yields whether this block connected Ray itself; only then is ``ray.shutdown()`` called on exit
     (also on an error), so a caller that had Ray initialised already keeps it. With ``enabled``
-    False nothing is started (a job that may run without Ray) and False is yielded.
+    False nothing is started (a job that may run without Ray: only the environment is prepared)
+    and False is yielded.
     """
+    prepare_ray_environment()  # also for in-process Ray Train, which starts no Ray here
     owns = connect_ray(num_cpus or settings.num_cpus, settings.namespace) if enabled else False
     try:
         yield owns
@@ -106,6 +113,13 @@ def ray_session(settings: RayConfig, *, num_cpus: int | None = None, enabled: bo
             import ray
 
             ray.shutdown()
+
+
+def open_run(run_dir: RunDir, config: PipelineConfig | None, resume: bool) -> tuple[PipelineConfig, RunDir]:
+    """``run_dir.open(config, resume)``; from here on the job's output also goes to ``logs/<job>.log``."""
+    config, opened = run_dir.open(config, resume)
+    attach_run_log(opened.root)
+    return config, opened
 
 
 def job_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -156,14 +170,14 @@ def _run_main(main: Callable[[], int | None], job: str) -> int:
     try:
         status = main() or 0
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _log.error("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line
         found = user_error(exc)
         if found is not None:
-            print(f"error: {first_line(found)}", file=sys.stderr)
+            _log.error(f"error: {first_line(found)}")
             return 2
-        print(f"error: {_unexpected(exc, job)}", file=sys.stderr)
+        _log.error(f"error: {_unexpected(exc, job)}")
         return 1
     log_file = run_log_path()
     if status == 0 and log_file is not None:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipeline.atomic import METADATA_KEY, write_parquet_atomic  # noqa: F401 - re-exported for callers
+from pipeline.atomic import METADATA_KEY
 from pipeline.errors import ResultsError
 
 #: an architecture: a small JSON-serialisable value (see ``pipeline.space.base``)
@@ -52,6 +52,17 @@ class EvaluationResult:
     metrics: dict[str, float] = field(default_factory=dict)
     status: Literal["ok", "failed"] = "ok"
     error: str = ""
+    #: text columns written beside the metrics (e.g. ``latency_node@<profile>``: where it was measured)
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an evaluated row comes from: its search iteration, its source, and the surrogate's top-1 for it."""
+
+    iteration: int = 0
+    source: str = "search"
+    predicted_top1: float | None = None
 
 
 SOURCES = ("init", "search", "generator", "finetune", "cream")
@@ -94,6 +105,7 @@ def result_row(
         "evaluated_at": utc_now(),
     }
     row.update({name: float(value) for name, value in result.metrics.items()})
+    row.update(result.details)
     return row
 
 

@@ -9,42 +9,48 @@ is the only place that wires the supernet-backed evaluator into the search engin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PipelineConfig
-from pipeline.console import announce
+from pipeline.console import announce, current_level, progress_reporter
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.failures import StageFailed
 from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 
+if TYPE_CHECKING:
+    from pipeline.train.progress import Progress
+
 STAGES: tuple[str, ...] = ("train", "search", "generate", "finetune", "report")
+_log = logging.getLogger(__name__)
 
 
-def _print(message: str) -> None:
-    print(message, flush=True)
+def _progress() -> Progress:
+    """The console's progress for training and fine-tuning: a bar on a terminal, plain lines otherwise."""
+    from pipeline.train.progress import Progress
+
+    return Progress(progress_reporter, verbose=current_level() == "verbose")
 
 
-# ----------------------------------------------------------------------------------- train
 def run_train_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train the supernet (Ray Train) into ``run_dir/supernet``."""
     from pipeline.train import train_supernet
 
-    return train_supernet(config, run_dir, resume=resume)
+    return train_supernet(config, run_dir, resume=resume, progress=_progress())
 
 
-# ---------------------------------------------------------------------------------- search
 def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """NATv2 on the trained supernet, through evaluator/latency actors and the archive actor."""
+    from pipeline.cream_answer import evaluate_cream_answer
     from pipeline.evaluate.actors import check_actor_resources
     from pipeline.evaluate.objectives import ofav2_objectives
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
     from pipeline.search.archive import ArchiveActorSink, start_archive
     from pipeline.search.driver import run_search
     from pipeline.search.natv2 import NATv2Settings
-    from pipeline.train.cream import evaluate_cream_answer
 
     if config.search.space != "ofav2":
         raise ConfigError("the pipeline searches the ofav2 supernet; set search.space: ofav2 "
@@ -60,9 +66,9 @@ def run_search_stage(config: PipelineConfig, run_dir: Path, resume: bool = False
         result = run_search(
             evaluator, objectives, settings, run_dir, seed=config.run.seed, run_id=config.run.name,
             resume=resume, metadata=metadata, sink=sink, latency_predictors=evaluator.latency_predictors(objectives),
-            adapt=_adaptation(config, run_dir), log=_print,
+            adapt=_adaptation(config, run_dir), log=_log.info, rows_per_write=config.evaluate.archive_batch_size,
         )
-        evaluate_cream_answer(evaluator, sink, run_dir)  # a Cream-trained run's answer
+        evaluate_cream_answer(evaluator, sink, run_dir, run_id=config.run.name)  # a Cream-trained run's answer
     sink.close()  # fold the archive's append log into archive.parquet for the stages and readers after
     last = result.history[-1] if result.history else {}
     return {"evaluations": result.evaluations, "hypervolume": last.get("hypervolume")}
@@ -74,10 +80,9 @@ def _adaptation(config: PipelineConfig, run_dir: Path) -> Callable[[list[Archite
         return None
     from pipeline.train.adapt import adapt_supernet
 
-    return lambda archs: adapt_supernet(config, run_dir, archs, log=_print)
+    return lambda archs: adapt_supernet(config, run_dir, archs, log=_log.info)
 
 
-# -------------------------------------------------------------------------------- generate
 def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """PNAG fitted on the archive (``RUN_DIR/generator/``), its answers measured on the actors."""
     from pipeline.evaluate.actors import check_actor_resources
@@ -87,38 +92,33 @@ def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
     space, exact_costs = open_run_for_generation(run_dir)
     check_actor_resources(config.evaluate)
     with OFAv2ActorEvaluator(config, run_dir, run_id=config.run.name) as evaluator:
-        return generate_stage(config, RunDir(run_dir), space, exact_costs, evaluator, log=_print)
+        return generate_stage(config, RunDir(run_dir), space, exact_costs, evaluator, log=_log.info)
 
 
-# -------------------------------------------------------------------------------- finetune
 def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = False,
                        archs: Sequence[Architecture] | None = None) -> dict[str, Any]:
     """Ray Tune trials fine-tuning the chosen subnets; ONNX to ``models/``, ``finetuned.parquet``."""
+    from pipeline.finetune_choices import finetune_choices
     from pipeline.train.finetune import finetune_run
 
-    frame = finetune_run(config, run_dir, resume=resume, archs=archs)
+    frame = finetune_run(config, run_dir, resume=resume, archs=archs, progress=_progress(),
+                         choose=lambda space: finetune_choices(config.finetune, Path(run_dir), space))
     ok = frame[frame["status"] == "ok"]
-    _print(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {RunDir(run_dir).models_dir}")
+    _log.info(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {RunDir(run_dir).models_dir}")
     return {"finetuned": len(ok), "failed": int((frame["status"] != "ok").sum())}
 
 
-# ---------------------------------------------------------------------------------- report
 def run_report_stage(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Plots of every stage's results into ``plots/`` and the one-page ``report.html``."""
     from pipeline.report import write_report
 
     page = write_report(run_dir)
-    _print(f"report: {page}")
+    _log.info(f"report: {page}")
     return {"report": str(page)}
 
 
-STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Path, bool], dict[str, Any]]] = {
-    "train": run_train_stage,
-    "search": run_search_stage,
-    "generate": run_generate_stage,
-    "finetune": run_finetune_stage,
-    "report": run_report_stage,
-}
+STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Path, bool], dict[str, Any]]] = dict(zip(
+    STAGES, (run_train_stage, run_search_stage, run_generate_stage, run_finetune_stage, run_report_stage), strict=True))
 
 
 def check_stages(stages: Sequence[str]) -> None:

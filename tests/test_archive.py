@@ -8,9 +8,10 @@ import pytest
 from conftest import OBJECTIVES
 
 from pipeline import schema as records
+from pipeline.atomic import write_parquet_atomic
 from pipeline.errors import ConfigError, ResultsError
 from pipeline.evaluate.interface import EvaluationResult
-from pipeline.schema import read_metadata, read_parquet, result_row, write_parquet_atomic
+from pipeline.schema import read_metadata, read_parquet, result_row
 from pipeline.search.archive_store import ArchiveStore, load_archive_frame, log_parts
 
 

@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 from pipeline.config import TrainConfig, load_config
 from pipeline.data import eval_transform, load_splits_from_config
-from pipeline.space.ofav2 import OFAv2Space
+from pipeline.space.ofav2 import ElasticChoices, OFAv2Space, sample_arch
 from pipeline.supernet import OFAv2Supernet
 from pipeline.train.cream import (
     BoardEntry,
@@ -33,7 +33,6 @@ from pipeline.train.cream import (
 )
 from pipeline.train.distributed import WorkerInfo
 from pipeline.train.losses import kd_loss, multi_exit_loss
-from pipeline.train.schedule import ElasticChoices, sample_arch
 from pipeline.train.steps import CreamState, StepContext, train_step
 
 TINY_SPACE = dict(stage_widths=(8, 8, 16, 16, 24), resolutions=(16, 20))

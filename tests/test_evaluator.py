@@ -11,7 +11,8 @@ import torch
 
 from pipeline.config import load_config
 from pipeline.errors import ArchitectureError, ProfileError
-from pipeline.evaluate.interface import Objective
+from pipeline.evaluate.interface import Objective, Provenance
+from pipeline.evaluate.recording import DEFAULT_PROVENANCE, evaluate_into
 from pipeline.space.ofav2 import OFAv2Space
 
 TINY = {"stage_widths": (8, 8, 16, 16, 24), "resolutions": (16, 20, 24)}
@@ -109,6 +110,14 @@ def pools(ray_local, run_dir, config, tmp_path_factory):
     ray_local.kill(archive, no_restart=True)
 
 
+def _into_archive(evaluator, archive, archs, provenance=DEFAULT_PROVENANCE):
+    """Evaluate ``archs`` and persist what was measured into the archive actor, as the search does."""
+    from pipeline.search.archive import ArchiveActorSink
+
+    return evaluate_into(evaluator, ArchiveActorSink(archive), archs, provenance, run_id="evaltest",
+                         batch_size=evaluator.settings.archive_batch_size)
+
+
 def test_evaluate_streams_rows_once_and_reuses_measurements(ray_local, pools, run_dir):
     from pipeline.schema import read_parquet
 
@@ -116,7 +125,7 @@ def test_evaluate_streams_rows_once_and_reuses_measurements(ray_local, pools, ru
     archive, evaluator = pools
     before = ray.get(archive.size.remote())
     archs = _archs(4, 5)
-    results = evaluator.evaluate(archs + archs[:1], iteration=1, source="init")
+    results = _into_archive(evaluator, archive, archs + archs[:1], Provenance(iteration=1, source="init"))
     assert [r.status for r in results] == ["ok"] * 5, [r.error for r in results]
     assert results[0].metrics == results[4].metrics and evaluator.evaluations == 4
     for name in ("top1", "params_m", "macs_m", "latency_ms@local_one_thread",
@@ -149,7 +158,7 @@ def test_killed_evaluator_actor_loses_no_candidate(ray_local, pools):
 
     killer = threading.Thread(target=kill_mid_batch)
     killer.start()
-    results = evaluator.evaluate(_archs(6, 6))
+    results = _into_archive(evaluator, archive, _archs(6, 6))
     killer.join()
     assert all(r.status == "ok" for r in results), [r.error for r in results]
     assert stats.actors_replaced > replaced and stats.resubmitted >= 1
@@ -166,7 +175,7 @@ def test_failing_candidate_becomes_failed_row_and_run_goes_on(ray_local, pools):
     broken = _archs(3, 7)
     # A directory where the broken candidate's ONNX file should go: its export throws on os.replace.
     (evaluator.cache_dir / f"{arch_id(broken[1])}_r{broken[1]['resolution']}_b1.onnx").mkdir(parents=True)
-    results = evaluator.evaluate(broken)
+    results = _into_archive(evaluator, archive, broken)
     with pytest.raises(ArchitectureError, match="resolution"):
         evaluator.evaluate([broken[0] | {"resolution": 99}])
     assert [r.status for r in results] == ["ok", "failed", "ok"]
@@ -188,7 +197,7 @@ def test_latency_predictor_fits_on_the_archive_after_a_restart(ray_local, pools)
     """A resumed search starts a new evaluator that has measured nothing: the latency predictor then
     fits on the latencies the archive already holds."""
     archive, evaluator = pools
-    evaluator.evaluate(_archs(4, 21))
+    _into_archive(evaluator, archive, _archs(4, 21))
     frame = ray_local.get(archive.frame.remote())
     archived = frame["latency_ms@local_one_thread"].notna().sum()
     assert archived >= 4

@@ -21,7 +21,15 @@ FORBIDDEN = {
     "generate": {"supernet", "train", "bench", "stages", "run_dir", "results", "console", "runtime"},
     "supernet": {"train", "evaluate", "search", "generate", "bench", "stages"},
     "space": {"supernet", "train", "evaluate", "search", "generate", "bench", "stages"},
+    "train": {"search", "generate", "bench", "stages"},
+    "evaluate": {"search", "generate", "bench", "stages"},
+    "run_dir": {"console", "runtime", "stages"},
 }
+#: the process and run-directory layer: the stage layer hands paths, sinks and reporters to the
+#: algorithm packages, which never import it
+STAGE_LAYER = {"run_dir", "results", "console", "runtime"}
+#: the packages that are handed a directory, a sink and a progress reporter
+INJECTED = ("train", "search", "evaluate", "generate")
 
 
 def _unit(path: Path) -> str:
@@ -83,6 +91,24 @@ def test_leaves_import_only_leaves(leaf: str) -> None:
 def test_forbidden_dependencies(unit: str) -> None:
     reached = _graph().get(unit, set())
     assert not reached & FORBIDDEN[unit], f"{unit} imports {sorted(reached & FORBIDDEN[unit])}"
+
+
+@pytest.mark.parametrize("unit", INJECTED)
+def test_packages_import_no_stage_layer_module(unit: str) -> None:
+    reached = _graph().get(unit, set())
+    assert not reached & STAGE_LAYER, f"{unit} imports {sorted(reached & STAGE_LAYER)}"
+
+
+def test_evaluate_reads_training_output_only_through_its_file_names() -> None:
+    """``evaluate`` finds the published supernet through ``train.files`` and uses nothing else of ``train``."""
+    reached: set[str] = set()
+    for path in (PIPELINE / "evaluate").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline.train"):
+                reached.add(node.module)
+            elif isinstance(node, ast.Import):
+                reached.update(a.name for a in node.names if a.name.startswith("pipeline.train"))
+    assert reached <= {"pipeline.train.files"}, f"evaluate imports {sorted(reached)}"
 
 
 def test_search_holds_no_pnag_file_and_generate_exists() -> None:

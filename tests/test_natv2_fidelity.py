@@ -12,12 +12,12 @@ from conftest import OBJECTIVES
 from pipeline import results
 from pipeline.config import FinetuneConfig, load_config
 from pipeline.evaluate.table import TableEvaluator
+from pipeline.finetune_choices import finetune_choices
 from pipeline.search import natv2
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.driver import run_search
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 from pipeline.search.pareto import high_tradeoff_mask, nondominated_ranks, to_minimization
-from pipeline.train.choices import finetune_choices
 
 FAST = replace(SHARED_FAST, max_evaluations=40, archive_size=10, initial_factor=2.0)
 

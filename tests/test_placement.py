@@ -39,8 +39,9 @@ def test_latency_work_runs_only_on_each_profiles_node(cluster, tmp_path):
     import ray
 
     from pipeline.evaluate.ofav2_evaluator import OFAv2ActorEvaluator
+    from pipeline.evaluate.recording import evaluate_into
     from pipeline.schema import read_parquet
-    from pipeline.search.archive import start_archive
+    from pipeline.search.archive import ArchiveActorSink, start_archive
     from pipeline.supernet import OFAv2Supernet
     from pipeline.supernet.checkpoint import save_supernet
 
@@ -59,7 +60,7 @@ def test_latency_work_runs_only_on_each_profiles_node(cluster, tmp_path):
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(3)]
     with OFAv2ActorEvaluator(config, tmp_path, archive=archive) as evaluator:
-        results = evaluator.evaluate(archs)
+        results = evaluate_into(evaluator, ArchiveActorSink(archive), archs, run_id="placement")
         assert all(r.status == "ok" for r in results), [r.error for r in results]
         for result in results:
             assert evaluator.placements[(result.arch_id, "x86_node")] == cluster["x86_node"]

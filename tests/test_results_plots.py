@@ -8,9 +8,10 @@ import pytest
 from conftest import OBJECTIVES
 
 from pipeline import plots, results
+from pipeline.atomic import write_parquet_atomic
 from pipeline.errors import ResultsError
 from pipeline.evaluate.table import TableEvaluator
-from pipeline.schema import result_row, write_parquet_atomic
+from pipeline.schema import result_row
 from pipeline.search.archive_store import ArchiveStore
 
 

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from pipeline.errors import CheckpointError, ProfileError
+from pipeline.onnx_runtime import ort_session, provider_name
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet import OFAv2Supernet
 from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet, save_supernet
 from pipeline.supernet.costs import ArchCostCounter, arch_costs, count_costs
-from pipeline.supernet.export import export_onnx, ort_session, provider_name
+from pipeline.supernet.export import export_onnx
 
 TINY = dict(stage_widths=(8, 8, 16, 16, 24), resolutions=(16, 24))
 

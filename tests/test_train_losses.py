@@ -10,10 +10,10 @@ import torch
 
 from pipeline.config import PipelineConfig, load_config
 from pipeline.errors import ConfigError
-from pipeline.space.ofav2 import OFAv2Space
+from pipeline.space.ofav2 import ElasticChoices, OFAv2Space, sample_arch
 from pipeline.train.cream import BoardEntry, MetaNetwork, PrioritizedBoard, board_prior, select_teacher
 from pipeline.train.losses import cream_loss, ens_kd_target, kd_loss, multi_exit_loss, soft_cross_entropy
-from pipeline.train.schedule import ElasticChoices, build_plan, derive_seed, lr_at, sample_arch
+from pipeline.train.schedule import build_plan, derive_seed, lr_at
 
 WEIGHTS = [0.06, 0.13, 0.20, 0.27, 0.34]
 
@@ -156,7 +156,7 @@ def test_sampling_respects_choices_and_is_derived_from_position():
 
 
 def test_extreme_archs_take_the_cheapest_and_dearest_allowed_branch_masks():
-    from pipeline.train.loop import extreme_arch
+    from pipeline.space.ofav2 import extreme_arch
 
     space = _tiny_space()
     every = ElasticChoices(kernels=(3, 5, 7), branch_counts=(1, 2, 3), exits=(1, 2, 3, 4, 5),

@@ -24,9 +24,9 @@ from torch import nn
 
 from pipeline.config import PipelineConfig, TrainConfig, load_config
 from pipeline.data import eval_transform
-from pipeline.space.ofav2 import OFAv2Space
+from pipeline.space.ofav2 import OFAv2Space, sample_arch
 from pipeline.supernet import OFAv2Supernet
-from pipeline.train.schedule import build_plan, sample_arch
+from pipeline.train.schedule import build_plan
 
 TINY = [
     "data.dataset=synthetic", "data.synthetic_images=64", "data.synthetic_classes=4", "data.batch_size=16",

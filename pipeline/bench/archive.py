@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.evaluate.interface import Objective
-from pipeline.schema import write_parquet_atomic
 
 OBJECTIVES = (Objective("top1", "max"), Objective("latency_ms@local_one_thread", "min"))
 

@@ -37,12 +37,12 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from pipeline.atomic import write_parquet_atomic
     from pipeline.bench.generation import METHODS, answer_speed, benchmark_generation, front_budgets, summarise
     from pipeline.bench.search import derive_table
     from pipeline.config import GenerateConfig
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import load_table
-    from pipeline.schema import write_parquet_atomic
 
     table = load_table(args.table)
     if args.derive is not None:

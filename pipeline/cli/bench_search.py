@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     from functools import partial
 
+    from pipeline.atomic import write_parquet_atomic
     from pipeline.bench.search import (
         METHODS,
         benchmark,
@@ -47,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import TableEvaluator, load_table
-    from pipeline.schema import write_parquet_atomic
     from pipeline.search.natv2 import NATv2Settings
 
     args = parse_args(argv)

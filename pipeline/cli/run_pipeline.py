@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipeline.runtime import job_argument_parser, ray_session
+from pipeline.runtime import job_argument_parser, open_run, ray_session
 
 
 def main() -> int:
     from pipeline.config import load_config
     from pipeline.preflight import check_pipeline_inputs
-    from pipeline.run_dir import check_run_dir, default_run_dir, open_run_dir
+    from pipeline.run_dir import RunDir
     from pipeline.stages import STAGES, check_stages, run_pipeline
 
     parser = job_argument_parser(__doc__)
@@ -32,13 +32,13 @@ def main() -> int:
         config = load_config(args.config, args.overrides)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     check_stages(stages)
-    run_dir = check_run_dir(Path(args.out) if args.out else default_run_dir(config), args.resume)
-    check_pipeline_inputs(config, stages, run_dir, args.resume)  # data, checkpoints, objectives: before Ray
+    run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
+    check_pipeline_inputs(config, stages, run_dir.root, args.resume)  # data, checkpoints, objectives: before Ray
     started = time.perf_counter()
     # a cluster that does not answer fails here, before the run directory is written, so the
     # same command can simply be rerun
     with ray_session(config.ray):
-        config, run_dir = open_run_dir(config, run_dir, args.resume)
-        run_pipeline(config, run_dir, resume=args.resume, stages=stages)
+        config, run_dir = open_run(run_dir, config, args.resume)
+        run_pipeline(config, run_dir.root, resume=args.resume, stages=stages)
     print(f"pipeline finished in {time.perf_counter() - started:.0f} s; results in {run_dir}")
     return 0

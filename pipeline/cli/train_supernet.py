@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.config import load_config
 from pipeline.preflight import check_pipeline_inputs
 from pipeline.run_dir import RunDir
-from pipeline.runtime import job_argument_parser, ray_session
+from pipeline.runtime import job_argument_parser, open_run, ray_session
 
 
 def main() -> int:
@@ -24,10 +24,10 @@ def main() -> int:
     run_dir = (RunDir(Path(args.out)) if args.out else RunDir.default(config)).check(args.resume)
     check_pipeline_inputs(config, ["train"])  # the data path's layout, before Ray starts
     with ray_session(config.ray, enabled=config.train.num_workers > 0):
-        from pipeline.train import train_supernet
+        from pipeline.stages import run_train_stage
 
-        config, run_dir = run_dir.open(config, args.resume)  # refuses a finished run without --resume
-        metrics = train_supernet(config, run_dir.root, resume=args.resume)
+        config, run_dir = open_run(run_dir, config, args.resume)  # refuses a finished run without --resume
+        metrics = run_train_stage(config, run_dir.root, resume=args.resume)
     print(f"supernet: {metrics['supernet_path']}")
     print(f"metrics: {metrics['metrics_path']} (last epoch top-1 max {metrics.get('top1_max', float('nan')):.2f}, "
           f"best {metrics.get('top1_best', float('nan')):.2f})")

@@ -19,6 +19,7 @@ Every ``run`` returns ``{"metrics": {...}, "node_id": ..., "hostname": ...}``.
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from pipeline.evaluate.profiles import actor_options
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.checkpoint import adaptation_round
+
+_log = logging.getLogger(__name__)
 
 #: metric (and archive column) naming the supernet adaptation round an accuracy was measured under
 SUPERNET_ROUND = "supernet_round"
@@ -247,6 +250,6 @@ def check_actor_resources(settings: EvaluateConfig) -> None:
         "evaluate.num_evaluators, evaluate.evaluator_num_cpus or the profiles' num_cpus, or raise ray.num_cpus"
     )
     if os.environ.get("RAY_ADDRESS"):
-        print(f"warning: {message} (waiting for the autoscaler)", flush=True)
+        _log.warning(f"warning: {message} (waiting for the autoscaler)")
         return
     raise ConfigError(message)

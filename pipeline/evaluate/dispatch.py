@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ ActorFactory = Callable[[], Any]
 class WorkItem:
     """One unit of work: ``pool``'s actors run ``method(payload)``."""
 
-    key: str
+    key: Hashable
     pool: str
     payload: Any
 
@@ -45,7 +45,7 @@ class WorkItem:
 class Outcome:
     """What became of one work item."""
 
-    key: str
+    key: Hashable
     pool: str
     status: Literal["ok", "failed"]
     value: Any = None

@@ -9,19 +9,20 @@ One call of ``evaluate(archs)``:
    ``(arch_id, profile)`` when the row (or this evaluator's memory) has ``latency_ms@<profile>``;
 3. runs the rest through one ``Dispatcher``: the evaluator pool (accuracy, params, MACs) and one
    latency pool per hardware profile, all in the same ``ray.wait`` loop;
-4. as soon as every piece of an architecture is in, builds its row (``records.result_row``) and
-   streams rows to the archive actor in batches of ``evaluate.archive_batch_size`` (upserts merge
-   into known rows; a failed piece makes a ``status=failed`` row with the error text);
-5. waits for the archive to acknowledge every batch, and returns one ``EvaluationResult`` per
-   input architecture, in order.
+4. as soon as every piece of an architecture is in, builds its result (a failed piece makes a
+   ``failed`` result with the error text) and, when something was measured, hands it to
+   ``evaluate_streaming``'s callback (the search's ``ResultRecorder`` writes it to the archive);
+5. returns one ``EvaluationResult`` per input architecture, in order.
+
+The per-call books are a ``_Batch``, keyed by ``(arch_id, pool)`` work items.
 
 Locally (the two-profile stand-in) latency actors share the machine's cores with the evaluator
 actors, so their figures carry that noise; on a cluster each profile's actors have their own
 nodes. ``evaluations`` counts architectures whose accuracy was truly measured. ``cheap_metrics`` gives
 exact ``params_m`` / ``macs_m`` from a local copy of the supernet without counting.
 
-This module builds archive rows with ``pipeline.schema`` (the schema), and talks to the
-archive actor only through its handle, so it does not import the search package otherwise.
+The evaluator writes nothing: it reads the archive actor (through its handle) only as a cache of
+earlier measurements, so it does not import the search package.
 """
 
 from __future__ import annotations
@@ -37,21 +38,15 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import CheckpointError
 from pipeline.evaluate.actors import SUPERNET_ROUND, accuracy_pool, latency_pool
 from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
-from pipeline.evaluate.interface import EvaluationResult, Evaluator
+from pipeline.evaluate.interface import EvaluationResult, Evaluator, OnMeasured
 from pipeline.evaluate.predictor import LatencyPredictor, held_out_error
 from pipeline.evaluate.profiles import latency_metric, resolve_profiles
-from pipeline.run_dir import RunDir
-from pipeline.schema import result_row
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.checkpoint import adaptation_round
+from pipeline.train.files import published_supernet
 
 ACCURACY_POOL = "accuracy"
-
-
-def _per_arch(value: Any, count: int) -> list[Any]:
-    """One value per architecture: a scalar repeated, or the sequence itself."""
-    return [value] * count if isinstance(value, (int, str)) else list(value)
 
 
 def _finite(value: Any) -> bool:
@@ -81,7 +76,7 @@ class OFAv2ActorEvaluator(Evaluator):
         self.archive = archive
         self.run_id = run_id or config.run.name
         self.profiles = resolve_profiles(self.settings, profiles)
-        self.checkpoint = Path(checkpoint or self.settings.checkpoint or RunDir(self.run_dir).supernet)
+        self.checkpoint = Path(checkpoint or self.settings.checkpoint or published_supernet(self.run_dir))
         if not self.checkpoint.is_file():
             raise CheckpointError(f"supernet checkpoint {self.checkpoint} does not exist")
         self.local_net, extra = load_supernet(self.checkpoint)
@@ -121,69 +116,24 @@ class OFAv2ActorEvaluator(Evaluator):
             self._cheap[key] = {name: float(value) for name, value in arch_costs(self.local_net, arch).items()}
         return dict(self._cheap[key])
 
-    def evaluate(
-        self,
-        archs: Sequence[Architecture],
-        *,
-        iteration: int | Sequence[int] = 0,
-        source: str | Sequence[str] = "search",
-        predicted_top1: Sequence[float | None] | None = None,
-    ) -> list[EvaluationResult]:
-        """Truly evaluate ``archs`` (what is already measured is reused); one result each, in order.
+    def evaluate(self, archs: Sequence[Architecture]) -> list[EvaluationResult]:
+        """Truly evaluate ``archs`` (what is already measured is reused); one result each, in order."""
+        return self.evaluate_streaming(archs, lambda result: None)
 
-        ``iteration`` and ``source`` (one value, or one per architecture) and ``predicted_top1`` are
-        the provenance written into the archive rows."""
+    def evaluate_streaming(self, archs: Sequence[Architecture], on_measured: OnMeasured) -> list[EvaluationResult]:
+        """``evaluate``; each architecture with a new measurement goes to ``on_measured`` once complete."""
         canonical = [self.space.validate(arch) for arch in archs]
         ids = [arch_id(arch) for arch in canonical]
-        predicted = dict(zip(ids, predicted_top1, strict=True)) if predicted_top1 is not None else {}
-        iterations = dict(zip(ids, _per_arch(iteration, len(ids)), strict=True))
-        sources = dict(zip(ids, _per_arch(source, len(ids)), strict=True))
         unique = dict(zip(ids, canonical, strict=True))
         known = self._known_rows(list(unique))
-        items, needed = self._plan(unique, known, self._current_round())
+        items, waiting = self._plan(unique, known, self._current_round())
         self.evaluations += sum(1 for item in items if item.pool == ACCURACY_POOL)
-        finished: dict[str, EvaluationResult] = {}
-        buffer: list[dict[str, Any]] = []
-        acks: list[Any] = []
-        collected: dict[str, dict[str, Outcome]] = {key: {} for key in unique}
-
-        def flush() -> None:
-            if buffer and self.archive is not None:
-                acks.append(self.archive.upsert.remote(list(buffer), merge=True))
-            buffer.clear()
-
-        def complete(key: str) -> None:
-            result = self._result(unique[key], key, known.get(key), collected[key])
-            finished[key] = result
-            if needed[key]:
-                row = result_row(
-                    result, run_id=self.run_id, space=self.space.name, arch_text=self.space.to_text(unique[key]),
-                    iteration=iterations[key], source=sources[key], predicted_top1=predicted.get(key),
-                )
-                # where each profile's latency was measured, so placement can be audited from Parquet
-                row.update({f"latency_node@{profile}": node for (node_key, profile), node in self.placements.items()
-                            if node_key == key})
-                buffer.append(row)
-                if len(buffer) >= self.settings.archive_batch_size:
-                    flush()
-
-        def on_outcomes(outcomes: list[Outcome]) -> None:
-            for outcome in outcomes:
-                key = outcome.key.split("|", 1)[0]
-                collected[key][outcome.pool] = outcome
-                if len(collected[key]) == needed[key]:
-                    complete(key)
-
-        for key in unique:
-            if needed[key] == 0:
-                complete(key)
-        self.dispatcher.run(items, on_outcomes=on_outcomes)
-        flush()
-        if acks:
-            import ray
-
-            ray.get(acks)
-        return [finished[key] for key in ids]
+        batch = _Batch(self, unique, known, waiting, on_measured)
+        for key, count in waiting.items():
+            if count == 0:
+                batch.complete(key)
+        self.dispatcher.run(items, on_outcomes=batch.take)
+        return [batch.finished[key] for key in ids]
 
     def latency_predictor(self, profile: str, model: str = "linear") -> LatencyPredictor:
         """A ``LatencyPredictor`` for ``profile`` fitted on every latency measured for this run: by this
@@ -225,11 +175,6 @@ class OFAv2ActorEvaluator(Evaluator):
     def shutdown(self) -> None:
         """Kill the actor pools (the archive actor belongs to the caller)."""
         self.dispatcher.shutdown()
-
-    @property
-    def persists_rows(self) -> bool:  # type: ignore[override]
-        """Rows stream to the archive actor when the evaluator has one."""
-        return self.archive is not None
 
     def __enter__(self) -> OFAv2ActorEvaluator:
         return self
@@ -275,19 +220,21 @@ class OFAv2ActorEvaluator(Evaluator):
             row_round = int(row[SUPERNET_ROUND]) if _finite(row.get(SUPERNET_ROUND)) else 0
             count = 0
             if key not in self._accuracy and not (row_ok and _finite(row.get("top1")) and row_round == supernet_round):
-                items.append(WorkItem(f"{key}|{ACCURACY_POOL}", ACCURACY_POOL, arch))
+                items.append(WorkItem((key, ACCURACY_POOL), ACCURACY_POOL, arch))
                 count += 1
             for profile in self.profiles:
                 if (key, profile.name) in self._latency or (row_ok and _finite(row.get(latency_metric(profile.name)))):
                     continue
-                items.append(WorkItem(f"{key}|{profile.name}", profile.name, arch))
+                items.append(WorkItem((key, profile.name), profile.name, arch))
                 count += 1
             needed[key] = count
         return items, needed
 
-    def _result(
+    def result_from(
         self, arch: Architecture, key: str, row: dict[str, Any] | None, outcomes: dict[str, Outcome]
     ) -> EvaluationResult:
+        """``arch``'s result from its archived ``row``, this evaluator's memory and this call's
+        ``outcomes`` (one per pool); the new measurements are remembered."""
         metrics: dict[str, float] = {}
         if row and row.get("status") == "ok":
             metrics.update({name: float(value) for name, value in row.items()
@@ -308,9 +255,41 @@ class OFAv2ActorEvaluator(Evaluator):
             else:
                 self._latency[(key, pool)] = dict(value["metrics"])
                 self.placements[(key, pool)] = value.get("node_id", "")
+        # where each profile's latency was measured, so placement can be audited from Parquet
+        details = {f"latency_node@{profile}": node for (measured, profile), node in self.placements.items()
+                   if measured == key}
         if errors:
-            return EvaluationResult(arch, key, metrics, status="failed", error="; ".join(errors))
-        return EvaluationResult(arch, key, metrics)
+            return EvaluationResult(arch, key, metrics, status="failed", error="; ".join(errors), details=details)
+        return EvaluationResult(arch, key, metrics, details=details)
+
+
+class _Batch:
+    """One ``evaluate_streaming`` call's books, keyed by ``(arch_id, pool)`` work items.
+
+    ``waiting[arch_id]`` is how many pieces the architecture waits for; once its outcomes are all
+    in, its result is built, kept in ``finished`` and, when something was measured, handed on.
+    """
+
+    def __init__(self, evaluator: OFAv2ActorEvaluator, archs: dict[str, Architecture],
+                 known: dict[str, dict[str, Any]], waiting: dict[str, int], on_measured: OnMeasured) -> None:
+        self.evaluator, self.archs, self.known = evaluator, archs, known
+        self.waiting, self.on_measured = waiting, on_measured
+        self.outcomes: dict[str, dict[str, Outcome]] = {key: {} for key in archs}
+        self.finished: dict[str, EvaluationResult] = {}
+
+    def complete(self, key: str) -> None:
+        result = self.evaluator.result_from(self.archs[key], key, self.known.get(key), self.outcomes[key])
+        self.finished[key] = result
+        if self.waiting[key]:
+            self.on_measured(result)
+
+    def take(self, outcomes: list[Outcome]) -> None:
+        """The dispatcher's ``on_outcomes``: file each outcome, complete the architectures it finishes."""
+        for outcome in outcomes:
+            key, pool = outcome.key
+            self.outcomes[key][pool] = outcome
+            if len(self.outcomes[key]) == self.waiting[key]:
+                self.complete(key)
 
 
 class MeasuredLatencyPredictor:
@@ -356,5 +335,5 @@ def open_run_for_generation(run_dir: str | Path) -> tuple[OFAv2Space, Any]:
     from pipeline.supernet.checkpoint import load_supernet
     from pipeline.supernet.costs import ArchCostCounter
 
-    net, _ = load_supernet(RunDir(run_dir).supernet)
+    net, _ = load_supernet(published_supernet(run_dir))
     return net.space, ArchCostCounter(net)

@@ -6,8 +6,10 @@
   ``run_search``; ``tune``: ``NATv2Search``, the engine as a Ray Tune searcher;
 - ``surrogates``, ``surrogate_search``, ``selection``, ``survival``: NATv2's steps;
 - ``archive_store`` / ``archive``: the archive (in process, or as the run's named actor);
-  ``pareto``: non-dominated ranks, hypervolume, high-tradeoff points (pymoo underneath).
+  ``pareto``: non-dominated ranks, hypervolume, high-tradeoff points (pymoo underneath);
+- ``files``: the names of what a search writes into the directory it is handed.
 
 Depends only on ``pipeline.space``, ``pipeline.config``, ``pipeline.schema`` and the evaluator
-interface (``pipeline.evaluate.interface``); never on ``supernet``, ``train`` or ``generate``.
+interface and recorder (``pipeline.evaluate.interface``, ``.recording``); never on ``supernet``,
+``train`` or ``generate``, nor on the stage layer (``run_dir``, ``results``, ``console``, ``runtime``).
 """

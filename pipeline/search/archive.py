@@ -21,8 +21,8 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 from pipeline.evaluate.interface import Objective
-from pipeline.run_dir import RunDir
 from pipeline.search.archive_store import EAGER_ROWS, ArchiveStore
+from pipeline.search.files import SearchFiles
 
 DEFAULT_ARCHIVE_NAME = "archive"
 
@@ -77,7 +77,7 @@ class ArchiveActor:
         return str(self.store.close())
 
     def archive_path(self) -> str:
-        return str(RunDir(self.store.run_dir).archive)
+        return str(SearchFiles(self.store.run_dir).archive)
 
 
 def start_archive(
@@ -129,10 +129,11 @@ class ArchiveActorSink:
     def __init__(self, handle: Any):
         self.handle = handle
 
-    def upsert(self, rows: Sequence[dict[str, Any]]) -> int:
+    def upsert(self, rows: Sequence[dict[str, Any]], merge: bool = True) -> int:
+        """Insert or merge ``rows`` (merged by default: rows of measured pieces update known rows)."""
         import ray
 
-        return ray.get(self.handle.upsert.remote(list(rows), merge=True))
+        return ray.get(self.handle.upsert.remote(list(rows), merge=merge))
 
     def write_front(self, iteration: int) -> str:
         import ray

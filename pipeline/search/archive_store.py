@@ -38,16 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.evaluate.interface import Objective
-from pipeline.run_dir import RunDir
 from pipeline.schema import (
     objectives_metadata,
     order_columns,
     read_metadata,
     read_parquet,
     utc_now,
-    write_parquet_atomic,
 )
+from pipeline.search.files import SearchFiles
 from pipeline.search.pareto import current_round_mask, high_tradeoff_mask, nondominated_ranks, to_minimization
 
 RANK_COLUMNS = ("rank", "is_pareto")
@@ -60,7 +60,7 @@ EMPTY_COLUMNS = ["run_id", "arch_id", "arch", "space", "iteration", "source", "s
 
 def log_dir(run_dir: str | Path) -> Path:
     """The folder of the archive's append log, beside ``archive.parquet``."""
-    return RunDir(run_dir).root / "archive_log"
+    return SearchFiles(run_dir).archive_log
 
 
 def _part_number(path: Path) -> int:
@@ -77,7 +77,7 @@ def log_parts(run_dir: str | Path) -> list[Path]:
 
 def _stored_rows(run_dir: str | Path) -> tuple[pd.DataFrame, list[Path]]:
     """``archive.parquet`` with the log replayed over it (last write of a key wins), and the parts read."""
-    path = RunDir(run_dir).archive
+    path = SearchFiles(run_dir).archive
     parts = log_parts(run_dir)
     frames = [read_parquet(path)] if path.exists() else []
     frames += [read_parquet(part) for part in parts]
@@ -221,7 +221,7 @@ class ArchiveStore:
         frame = self.frame()
         if len(self._foreign):
             frame = order_columns(pd.concat([frame, self._foreign], ignore_index=True))
-        path = write_parquet_atomic(frame, RunDir(self.run_dir).archive, self.metadata())
+        path = write_parquet_atomic(frame, SearchFiles(self.run_dir).archive, self.metadata())
         for part in self._parts:  # oldest first: what a crash leaves is a suffix, already in the file
             part.unlink(missing_ok=True)
         self._parts = []
@@ -234,13 +234,13 @@ class ArchiveStore:
 
     def write_front(self, iteration: int) -> Path:
         """Compact, then write the non-dominated rows to ``fronts/iter_NNN.parquet`` and ``front.parquet``."""
-        if self._parts or not RunDir(self.run_dir).archive.exists():
+        if self._parts or not SearchFiles(self.run_dir).archive.exists():
             self.compact()
         frame = self.frame()
         front = frame[frame["is_pareto"]] if "is_pareto" in frame else frame.iloc[0:0]
         front = front.assign(front_iteration=int(iteration), is_high_tradeoff=self._high_tradeoff(front))
-        write_parquet_atomic(front, RunDir(self.run_dir).front_at(iteration), self.metadata())
-        return write_parquet_atomic(front, RunDir(self.run_dir).front, self.metadata())
+        write_parquet_atomic(front, SearchFiles(self.run_dir).front_at(iteration), self.metadata())
+        return write_parquet_atomic(front, SearchFiles(self.run_dir).front, self.metadata())
 
     # -- internals ---------------------------------------------------------------------------
     def _rows_table(self) -> pd.DataFrame:
@@ -280,7 +280,7 @@ def load_archive_frame(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any
 
     Without log parts this is the file as written. With parts, ranks are recomputed per run.
     """
-    path = RunDir(run_dir).archive
+    path = SearchFiles(run_dir).archive
     parts = log_parts(run_dir)
     if not parts:
         return read_parquet(path), read_metadata(path)

@@ -8,11 +8,11 @@ stopped run resumes from its last completed iteration. Latency predictors that o
 ``held_out_error()`` have it logged per iteration (``latency_pred_mape@<profile>``,
 ``latency_pred_within10@<profile>`` in ``search_history.parquet``).
 
-Each result row is persisted once, with its true iteration and source: an evaluator that writes
-its own rows (``persists_rows``: the actor-backed ``ofav2`` evaluator streams them to the archive
-actor) is given the provenance, otherwise the runner upserts the rows into the sink. Where the
-engine marks a row failed that the evaluator called ``ok`` (an objective without a value), the
-runner writes that correction.
+Evaluators only return results; the runner persists them. Each measured result becomes one row
+of the sink, with its candidate's ``Provenance`` (true iteration, source, predicted top-1) and the
+engine's status rule (an objective without a value makes the row ``failed``), written in batches
+of ``rows_per_write`` as the evaluator finishes them, or once per iteration without it
+(``pipeline.evaluate.recording``).
 
 ``run_search`` is what ``jobs/search.py`` and the search stage call: it refuses an impossible
 budget and a run directory that already holds a search (unless resuming) before writing anything,
@@ -28,20 +28,19 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.errors import BudgetError, ConfigError
-from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective
-from pipeline.run_dir import RunDir
-from pipeline.schema import result_row, write_parquet_atomic
+from pipeline.evaluate.interface import EvaluationResult, Evaluator, Objective, Provenance, ResultSink
+from pipeline.evaluate.recording import ResultRecorder
 from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.engine_state import load_state_dict, save_state
+from pipeline.search.files import SearchFiles
 from pipeline.search.natv2 import Candidate, LatencyPredictor, NATv2Engine, NATv2Settings, SearchResult
 from pipeline.space.base import Architecture
 
 
-class ArchiveSink(Protocol):
-    """Where evaluated rows go: ``ArchiveStore`` or a client of the archive actor."""
-
-    def upsert(self, rows: Sequence[dict[str, Any]]) -> Any: ...
+class ArchiveSink(ResultSink, Protocol):
+    """Where evaluated rows go, and the fronts: ``ArchiveStore`` or a client of the archive actor."""
 
     def write_front(self, iteration: int) -> Any: ...
 
@@ -80,9 +79,11 @@ class SearchRunner:
         run_id: str = "search",
         adapt: Callable[[list[Architecture]], None] | None = None,
         log: Callable[[str], None] | None = None,
+        rows_per_write: int | None = None,
     ):
         self.engine, self.evaluator, self.sink = engine, evaluator, sink
         self.run_dir, self.run_id = Path(run_dir), run_id
+        self.rows_per_write = rows_per_write
         self.adapt = adapt
         self.log = log or (lambda message: None)
 
@@ -125,36 +126,20 @@ class SearchRunner:
         return errors
 
     def _tell(self, candidates: list[Candidate]) -> None:
-        results = self._evaluate(candidates)
-        self.engine.tell(results)
-        rows = [self._row(result) for result in results if self._needs_row(result)]
-        if rows:
-            self.sink.upsert(rows)
+        self.engine.tell(self._evaluate(candidates))
 
     def _evaluate(self, candidates: list[Candidate]) -> list[EvaluationResult]:
+        """The candidates' results; each measured one persisted into the sink with its provenance."""
         if not candidates:
             return []
-        archs = [c.arch for c in candidates]
-        if not self.evaluator.persists_rows:
-            return self.evaluator.evaluate(archs)
-        return self.evaluator.evaluate(  # type: ignore[call-arg]  # the provenance keywords of persisting evaluators
-            archs, iteration=[c.iteration for c in candidates], source=[c.source for c in candidates],
-            predicted_top1=[c.predicted.get("top1") for c in candidates],
+        recorder = ResultRecorder(
+            self.sink, run_id=self.run_id, space=self.engine.space, status=self.engine.status,
+            provenance={c.arch_id: Provenance(c.iteration, c.source, c.predicted.get("top1")) for c in candidates},
+            batch_size=self.rows_per_write,
         )
-
-    def _needs_row(self, result: EvaluationResult) -> bool:
-        corrected = self.engine.record(result.arch_id).status == "failed" and result.status == "ok"
-        return corrected or not self.evaluator.persists_rows
-
-    def _row(self, result: EvaluationResult) -> dict[str, Any]:
-        record = self.engine.record(result.arch_id)
-        row = result_row(
-            result, run_id=self.run_id, space=self.engine.space.name, arch_text=self.engine.space.to_text(result.arch),
-            iteration=record.iteration, source=record.source, predicted_top1=record.predicted.get("top1"),
-        )
-        if record.status == "failed" and result.status == "ok":
-            row.update(status="failed", error="evaluator returned no value for an objective")
-        return row
+        results = self.evaluator.evaluate_streaming([c.arch for c in candidates], recorder)
+        recorder.flush()
+        return results
 
 
 def check_search_inputs(settings: NATv2Settings, run_dir: Path, resume: bool) -> bool:
@@ -167,7 +152,7 @@ def check_search_inputs(settings: NATv2Settings, run_dir: Path, resume: bool) ->
         )
     if settings.candidates() < 1:
         raise ConfigError("search.candidates_per_iteration must be at least 1")
-    has_state = RunDir(run_dir).search_state.exists()
+    has_state = SearchFiles(run_dir).state.exists()
     if has_state and not resume:
         raise ConfigError(f"{run_dir} already holds a search; pass --resume to continue it or choose another --out")
     return has_state
@@ -189,6 +174,7 @@ def run_search(
     log: Callable[[str], None] | None = None,
     stop_after_iteration: int | None = None,
     on_start: Callable[[], None] | None = None,
+    rows_per_write: int | None = None,
 ) -> SearchResult:
     """Check inputs, run (or resume) the search in ``run_dir``, write the history; return the result."""
     run_dir = Path(run_dir)
@@ -203,7 +189,8 @@ def run_search(
         evaluator.space, objectives, settings, seed, cheap_metrics=evaluator.cheap_metrics,
         cheap_metric_names=evaluator.cheap_metric_names, latency_predictors=latency_predictors,
     )
-    runner = SearchRunner(engine, evaluator, sink, run_dir, run_id=run_id, adapt=adapt, log=log)
+    runner = SearchRunner(engine, evaluator, sink, run_dir, run_id=run_id, adapt=adapt, log=log,
+                          rows_per_write=rows_per_write)
     result = runner.run(resume=resume and has_state, stop_after_iteration=stop_after_iteration)
-    write_parquet_atomic(history_frame(result.history), RunDir(run_dir).search_history, {"run_id": run_id})
+    write_parquet_atomic(history_frame(result.history), SearchFiles(run_dir).history, {"run_id": run_id})
     return result

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import CheckpointError
-from pipeline.run_dir import RunDir
+from pipeline.search.files import SearchFiles
 
 STATE_VERSION = 1
 
@@ -75,12 +75,12 @@ class EngineState:
 
 def save_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write a ``state_dict`` to ``run_dir/search_state.json`` atomically."""
-    return write_text_atomic(RunDir(run_dir).search_state, json.dumps(state, sort_keys=True))
+    return write_text_atomic(SearchFiles(run_dir).state, json.dumps(state, sort_keys=True))
 
 
 def load_state_dict(run_dir: str | Path) -> dict[str, Any] | None:
     """The saved ``state_dict``, ``None`` when there is none; a corrupt file is a ``CheckpointError``."""
-    path = RunDir(run_dir).search_state
+    path = SearchFiles(run_dir).state
     if not path.is_file():
         return None
     try:

@@ -7,8 +7,8 @@ exporter (``dynamo=False``), which needs no extra packages and is fast for these
 writes atomically (temporary file, then ``os.replace``). BN is left as ``BatchNormalization``
 nodes; ONNX Runtime folds them into the convolutions when it optimises the graph.
 
-``ort_session`` and ``provider_name`` are re-exported from ``pipeline.onnx_runtime``, the one
-session factory and provider table (hardware-profile latency uses the same one).
+ONNX Runtime sessions come from ``pipeline.onnx_runtime``, the one session factory and provider
+table (hardware-profile latency uses the same one).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from pipeline.atomic import atomic_path
-from pipeline.onnx_runtime import ort_session, provider_name
 
-__all__ = ["DEFAULT_OPSET", "export_onnx", "ort_session", "provider_name"]
+__all__ = ["DEFAULT_OPSET", "export_onnx"]
 
 DEFAULT_OPSET = 17
 

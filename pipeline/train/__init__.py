@@ -14,7 +14,9 @@
 - ``driver``: ``train_supernet`` (``TorchTrainer``, resume, failures);
 - ``adapt``: the short search-time fine-tune of the published supernet (NATv2's adaptation);
 - ``finetune``: post-processing fine-tuning of chosen subnets on Ray Tune (the deployed ONNX is
-  the chosen exit only); ``choices``: which architectures are fine-tuned.
+  the chosen exit only; which subnets is the stage layer's choice, ``pipeline.finetune_choices``);
+- ``files``: the names of what training and fine-tuning write into the run directory;
+- ``progress``: one line per epoch or trial, through the reporter the caller passes.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineConfig
+    from pipeline.train.progress import Progress
 
 
-def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False,
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Train the supernet of ``config`` into ``run_dir``; see ``pipeline.train.driver``.
 
     Imported lazily so that ``pipeline.train.losses`` and friends load without Ray Train.
     """
     from pipeline.train.driver import train_supernet as run
 
-    return run(config, run_dir, resume)
+    return run(config, run_dir, resume) if progress is None else run(config, run_dir, resume, progress)
 
 
 __all__ = ["train_supernet"]

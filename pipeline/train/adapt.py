@@ -20,9 +20,11 @@ Randomness comes from generators derived from (seed, round, step), so a run is r
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +33,19 @@ import torch
 
 from pipeline.config import PipelineConfig
 from pipeline.data import calibration_subset, load_splits_from_config, train_transform
-from pipeline.run_dir import RunDir
 from pipeline.space.base import Architecture
 from pipeline.supernet.checkpoint import ADAPTATION_ROUND_KEY, adaptation_round, load_supernet, save_supernet
 from pipeline.train.distributed import WorkerInfo, allreduce_mean, average_batchnorm_buffers, broadcast_parameters
 from pipeline.train.evaluation import DataView
+from pipeline.train.files import TrainFiles
 from pipeline.train.loop import endless_batches
 from pipeline.train.optim import make_optimizer
 from pipeline.train.schedule import cosine_lr, derive_seed, numpy_generator, torch_generator
 from pipeline.train.steps import StepContext, train_step
 from pipeline.train.teacher import build_teacher
 from pipeline.train.workers import fit_trainer, torch_threads, torch_trainer
+
+_log = logging.getLogger(__name__)
 
 
 def adaptation_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +64,7 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
     device = ray.train.torch.get_device() if train.use_gpu else torch.device("cpu")
     info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
     seed, round_index = config.run.seed, int(loop_config["round"])
-    path = RunDir(loop_config["run_dir"]).supernet
+    path = TrainFiles(loop_config["run_dir"]).supernet
     net, extra = load_supernet(path, map_location=device)
     broadcast_parameters(net, info)
     splits = load_splits_from_config(config.data, seed)
@@ -93,9 +97,9 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
     mean_loss = torch.tensor([float(np.mean(losses))], device=device)
     allreduce_mean([mean_loss], info)
     if info.is_main:
-        run_dir = Path(loop_config["run_dir"])
-        if not (RunDir(run_dir).supernet_dir / "trained.pt").exists():
-            shutil.copy2(path, RunDir(run_dir).supernet_dir / "trained.pt")
+        trained = TrainFiles(loop_config["run_dir"]).trained_supernet
+        if not trained.exists():
+            shutil.copy2(path, trained)
         save_supernet(path, net, extra={**extra, ADAPTATION_ROUND_KEY: round_index})
     metrics = {"adaptation_round": round_index, "loss": float(mean_loss.item()), "steps": steps,
                "archs": len(archs), "seconds": time.perf_counter() - started}
@@ -104,12 +108,14 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
 
 
 def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Architecture],
-                   log=print) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune and republish the run's supernet on ``archs`` (see the module docstring)."""
     from ray.train import RunConfig
 
+    log = log or _log.info
+
     run_dir = Path(run_dir).resolve()
-    _, extra = load_supernet(RunDir(run_dir).supernet)
+    _, extra = load_supernet(TrainFiles(run_dir).supernet)
     round_index = adaptation_round(extra) + 1
     adaptation, train = config.search.adaptation, config.train
     log(f"[adapt] round {round_index}: fine-tuning the supernet on {len(archs)} archive architectures "
@@ -118,7 +124,7 @@ def adapt_supernet(config: PipelineConfig, run_dir: str | Path, archs: list[Arch
                    "archs": [dict(a) for a in archs]}
     trainer = torch_trainer(adaptation_loop, loop_config, train, adaptation.num_workers, RunConfig(
         name=f"{config.run.name}-adapt{round_index}-{uuid.uuid4().hex[:8]}",
-        storage_path=str(RunDir(run_dir).train_storage)))
+        storage_path=str(TrainFiles(run_dir).train_storage)))
     metrics = dict(fit_trainer(trainer).metrics or {})
     log(f"[adapt] round {round_index}: loss {metrics.get('loss', float('nan')):.3f}; supernet republished")
     return metrics

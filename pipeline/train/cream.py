@@ -25,7 +25,8 @@ weighted towards the board's choices (mixed with uniform by ``sampling_mix``).
 student's resolution, so an entry whose path is the student's at another resolution is the
 student itself and never teaches it. ``board_record`` / ``cream_answer`` carry the board (best
 path first) through the supernet checkpoint's ``extra``: the best path is Cream's answer ("no
-separate search is needed"), and the search stage evaluates it into the archive (``source=cream``).
+separate search is needed"), and the search stage evaluates it into the archive (``source=cream``,
+``pipeline.cream_answer``).
 The board and meta-gradient images are a seeded slice of the training split
 (``pipeline.data.hold_out_from_train``), recorded in the same ``extra``.
 """
@@ -33,8 +34,6 @@ The board and meta-gradient images are a seeded slice of the training split
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -135,25 +134,6 @@ def cream_answer(extra: dict) -> list[dict]:
     """Cream's answer recorded in a checkpoint's ``extra``: the board's best path ([] without one)."""
     board = (extra.get(CREAM_EXTRA_KEY) or {}).get("board") or []
     return [board[0]["arch"]] if board else []
-
-
-def evaluate_cream_answer(evaluator: Any, sink: Any, run_dir: str | Path) -> list[Any]:
-    """Truly evaluate Cream's answer of a Cream-trained run into its archive, labelled ``source=cream``.
-
-    ``evaluator`` is the search's evaluator (``evaluate(archs, source=...)`` writes new rows) and
-    ``sink`` the archive (``upsert(rows, merge=True)``); a path the search had already evaluated
-    keeps its measurements and is relabelled. A run trained without Cream has no answer: ``[]``.
-    """
-    from pipeline.run_dir import RunDir
-    from pipeline.supernet.checkpoint import load_supernet
-
-    _, extra = load_supernet(RunDir(run_dir).supernet)
-    paths = cream_answer(extra)
-    if not paths:
-        return []
-    results = evaluator.evaluate(paths, source="cream")
-    sink.upsert([{"arch_id": r.arch_id, "source": "cream"} for r in results if r.status == "ok"])
-    return results
 
 
 def board_prior(board: PrioritizedBoard, mix: float) -> ArchPrior:

@@ -17,20 +17,21 @@ Worker failures are retried up to ``train.max_failures`` times from the last che
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig
-from pipeline.run_dir import RunDir
-from pipeline.runtime import prepare_ray_environment
 from pipeline.supernet.init_from import preview
+from pipeline.train.files import TrainFiles
 from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
-from pipeline.train.progress import epoch_lines
+from pipeline.train.progress import PLAIN_PROGRESS, Progress, epoch_lines
 from pipeline.train.workers import fit_trainer, torch_trainer
 
 RUN_FILE = "run.json"
+_log = logging.getLogger(__name__)
 
 
 def _run_name(config: PipelineConfig, train_root: Path, resume: bool) -> str:
@@ -47,14 +48,16 @@ def latest_local_checkpoint(train_root: Path, name: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train the supernet of ``config`` into ``run_dir``; returns the last epoch's metrics."""
-    prepare_ray_environment()
+def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False,
+                   progress: Progress = PLAIN_PROGRESS) -> dict[str, Any]:
+    """Train the supernet of ``config`` into ``run_dir``; returns the last epoch's metrics.
+
+    Ray's environment is the caller's (``pipeline.runtime.ray_session`` prepares it)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_root = run_dir / "train"
+    train_root = TrainFiles(run_dir).train_storage
     name = _run_name(config, train_root, resume)
     train = config.train
     local = train.num_workers == 0
@@ -71,17 +74,17 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False) 
     }
     if train.init_from and not resume:
         for line in preview(config.supernet, train.init_from):
-            print(line, flush=True)
+            _log.info(line)
     trainer = torch_trainer(train_loop_per_worker, loop_config, train, train.num_workers, RunConfig(
         name=name,
         storage_path=str(train_root),
         failure_config=FailureConfig(max_failures=train.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),
     ))
-    with epoch_lines(RunDir(run_dir).train_metrics):  # one line per epoch, from rank 0's published file
+    with epoch_lines(TrainFiles(run_dir).metrics, progress):  # one line per epoch, from rank 0's published file
         result = fit_trainer(trainer)
     metrics = dict(result.metrics or {})
     metrics["run_name"] = name
-    metrics["supernet_path"] = str(RunDir(run_dir).supernet)
-    metrics["metrics_path"] = str(RunDir(run_dir).train_metrics)
+    metrics["supernet_path"] = str(TrainFiles(run_dir).supernet)
+    metrics["metrics_path"] = str(TrainFiles(run_dir).metrics)
     return metrics

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,24 +33,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.atomic import write_text_atomic
+from pipeline.atomic import write_parquet_atomic, write_text_atomic
 from pipeline.config import DataConfig, FinetuneConfig, PipelineConfig
-from pipeline.console import current_level, progress_reporter
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
 from pipeline.data.splits import Splits
-from pipeline.run_dir import RunDir
-from pipeline.schema import utc_now, write_parquet_atomic
+from pipeline.errors import ConfigError
+from pipeline.onnx_runtime import ort_session
+from pipeline.schema import utc_now
 from pipeline.space.base import SearchSpace
 from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
-from pipeline.supernet.export import export_onnx, ort_session
+from pipeline.supernet.export import export_onnx
 from pipeline.train.evaluation import count_correct
+from pipeline.train.files import TrainFiles
 from pipeline.train.losses import multi_exit_loss
 from pipeline.train.optim import parameter_groups
-from pipeline.train.progress import TrialLines
+from pipeline.train.progress import PLAIN_PROGRESS, Progress, TrialLines
+
+_log = logging.getLogger(__name__)
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -244,6 +248,7 @@ def run_finetune(
     exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
     metadata: dict[str, Any] | None = None,
     resume: bool = False,
+    progress: Progress = PLAIN_PROGRESS,
 ) -> pd.DataFrame:
     """One Ray Tune trial per architecture; writes ``RUN_DIR/finetuned.parquet`` atomically.
 
@@ -252,7 +257,7 @@ def run_finetune(
     """
 
     run_dir = Path(run_dir).resolve()
-    rows_dir = RunDir(run_dir).tune_storage / "rows"
+    rows_dir = TrainFiles(run_dir).tune_storage / "rows"
     finished: dict[str, dict[str, Any]] = {}
     for arch in archs:
         path = rows_dir / f"{space.arch_id(arch)}.json"
@@ -264,11 +269,12 @@ def run_finetune(
             for arch in archs if space.arch_id(arch) in finished]
     remaining = [arch for arch in archs if space.arch_id(arch) not in finished]
     if rows:
-        print(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go", flush=True)
+        _log.info(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go")
     if remaining:
-        rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir)
+        rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir,
+                            progress)
     frame = pd.DataFrame(rows)
-    write_parquet_atomic(frame, RunDir(run_dir).finetuned, metadata or {})
+    write_parquet_atomic(frame, TrainFiles(run_dir).finetuned, metadata or {})
     return frame
 
 
@@ -281,28 +287,29 @@ def _finished_row(space: SearchSpace, arch: dict[str, Any], run_id: str, metrics
 
 
 def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Path, run_id: str, data: DataConfig,
-                settings: FinetuneConfig, seed: int, exit_weights: Sequence[float], rows_dir: Path) -> list[dict]:
+                settings: FinetuneConfig, seed: int, exit_weights: Sequence[float], rows_dir: Path,
+                progress: Progress) -> list[dict]:
     from ray import tune
 
     base = {
-        "supernet_path": str(RunDir(run_dir).supernet),
+        "supernet_path": str(TrainFiles(run_dir).supernet),
         "data": data.model_dump(mode="json"),
         "settings": settings.model_dump(mode="json"),
-        "models_dir": str(RunDir(run_dir).models_dir),
+        "models_dir": str(TrainFiles(run_dir).models_dir),
         "seed": seed,
         "exit_weights": list(exit_weights),
         "rows_dir": str(rows_dir),
     }
     resources = {"cpu": settings.cpus_per_trial, "gpu": 1.0 if settings.use_gpu else 0.0}
-    with progress_reporter(len(archs), "finetune") as report:
+    with progress.reporter(len(archs), "finetune") as report:
         tuner = tune.Tuner(
             tune.with_resources(_tune_trial, resources),
             param_space={**base, "arch": tune.grid_search(list(archs))},
             tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials),
             run_config=tune.RunConfig(
                 name=f"finetune-{run_id}-{int(time.time() * 1000)}",
-                storage_path=str(RunDir(run_dir).tune_storage),
-                verbose=1 if current_level() == "verbose" else 0,  # else one line per trial, no table
+                storage_path=str(TrainFiles(run_dir).tune_storage),
+                verbose=1 if progress.verbose else 0,  # else one line per trial, no table
                 callbacks=[TrialLines(len(archs), report)],
             ),
         )
@@ -327,15 +334,19 @@ _ROW_KEYS = {
 
 
 def finetune_run(config: PipelineConfig, run_dir: str | Path, resume: bool = False,
-                 archs: Sequence[dict[str, Any]] | None = None) -> pd.DataFrame:
-    """The fine-tune stage on a run: ``archs``, or ``finetune.source``'s choices, each in a Tune trial."""
-    from pipeline.train.choices import finetune_choices
+                 archs: Sequence[dict[str, Any]] | None = None,
+                 choose: Callable[[SearchSpace], Sequence[dict[str, Any]]] | None = None,
+                 progress: Progress = PLAIN_PROGRESS) -> pd.DataFrame:
+    """The fine-tune stage on a run: ``archs``, or what ``choose`` picks in the run's space, each in a Tune trial.
 
-    net, _ = load_supernet(RunDir(run_dir).supernet)
+    ``choose`` is how the stage layer passes ``finetune.source``'s choices, read from the run's results."""
+    net, _ = load_supernet(TrainFiles(run_dir).supernet)
     space = net.space
-    chosen = [space.validate(a) for a in archs] if archs else finetune_choices(config.finetune, Path(run_dir), space)
+    if not archs and choose is None:
+        raise ConfigError("finetune_run needs the architectures, or a way to choose them")
+    chosen = [space.validate(a) for a in (archs or choose(space))]
     return run_finetune(
         chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
         settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
-        metadata={"config": config.model_dump(mode="json")}, resume=resume,
+        metadata={"config": config.model_dump(mode="json")}, resume=resume, progress=progress,
     )

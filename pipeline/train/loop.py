@@ -53,7 +53,7 @@ from pipeline.data import (
     num_batches,
     train_transform,
 )
-from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch  # noqa: F401 - extreme_arch re-exported
+from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch
 from pipeline.supernet.builder import build_space, build_supernet
 from pipeline.supernet.costs import ArchCostCounter
 from pipeline.supernet.init_from import initialise_from

@@ -2,23 +2,48 @@
 
 Rank 0 publishes ``RUN_DIR/train_metrics.parquet`` atomically after every epoch (``publish``).
 ``epoch_lines`` watches that file from the driver while ``trainer.fit()`` runs and reports each new
-row once, through ``pipeline.console.progress_reporter`` (a tqdm bar on a terminal, plain lines
-otherwise). Workers print nothing themselves: Ray would forward their lines with a prefix (Ray
+row once, through the ``Progress`` the caller passes (the stage layer passes the console's: a tqdm
+bar on a terminal, plain lines otherwise; by default, plain lines). Workers print nothing themselves: Ray would forward their lines with a prefix (Ray
 Train V2 even twice, through its print patch), and a ``--quiet`` run would show them.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from ray.tune import Callback
 
-from pipeline.console import progress_reporter
 from pipeline.train.publish import format_progress
+
+_log = logging.getLogger(__name__)
+
+#: ``reporter(total, description)``: a context manager that yields ``line(text, total=None)``,
+#: called once per finished step (``total``: the step count, once it is known)
+ProgressReporter = Callable[[int, str], AbstractContextManager[Callable[..., None]]]
+
+
+@contextmanager
+def plain_lines(total: int, description: str) -> Iterator[Callable[..., None]]:
+    """The default reporter: one printed line per step."""
+    yield _log_line
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How a long loop shows its steps: the reporter, and whether Ray Tune shows its own trial table."""
+
+    reporter: ProgressReporter = plain_lines
+    verbose: bool = False
+
+
+#: plain lines, Tune's table hidden: what a caller that passes no ``Progress`` gets
+PLAIN_PROGRESS = Progress()
 
 
 class _Watcher:
@@ -57,10 +82,10 @@ class _Watcher:
 
 
 @contextmanager
-def epoch_lines(metrics_path: str | Path, poll_s: float = 0.5) -> Iterator[None]:
+def epoch_lines(metrics_path: str | Path, progress: Progress = PLAIN_PROGRESS, poll_s: float = 0.5) -> Iterator[None]:
     """Report every epoch that lands in ``metrics_path`` while the block runs (see the docstring)."""
     stop = threading.Event()
-    with progress_reporter(0, "train") as report:
+    with progress.reporter(0, "train") as report:
         watcher = _Watcher(Path(metrics_path), report)
 
         def watch() -> None:
@@ -95,7 +120,7 @@ class TrialLines(Callback):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.report = _print_line
+        self.report = _log_line
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.finished += 1
@@ -111,5 +136,5 @@ class TrialLines(Callback):
                     f"(details in {trial.local_path or 'the Tune storage'})", total=self.total)
 
 
-def _print_line(line: str, total: int | None = None) -> None:
-    print(line, flush=True)
+def _log_line(line: str, total: int | None = None) -> None:
+    _log.info(line)

@@ -17,8 +17,8 @@ import pandas as pd
 import torch.nn as nn
 
 from pipeline.atomic import write_parquet_atomic
-from pipeline.run_dir import RunDir
 from pipeline.supernet.checkpoint import save_supernet
+from pipeline.train.files import TrainFiles
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -26,8 +26,8 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def publish_epoch(run_dir: Path, net: nn.Module, history: list[dict[str, Any]], extra: dict[str, Any]) -> None:
-    save_supernet(RunDir(run_dir).supernet, net, extra=extra)  # atomic (tmp file + os.replace)
-    write_metrics(RunDir(run_dir).train_metrics, history)
+    save_supernet(TrainFiles(run_dir).supernet, net, extra=extra)  # atomic (tmp file + os.replace)
+    write_metrics(TrainFiles(run_dir).metrics, history)
 
 
 def format_progress(row: dict[str, Any]) -> str:

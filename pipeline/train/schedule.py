@@ -26,13 +26,10 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError
-from pipeline.space.ofav2 import (  # noqa: F401 - the sampling helpers' old home re-exports them
-    ALL_BRANCH_MASKS,
+from pipeline.space.ofav2 import (
     NUM_STAGES,
-    ArchPrior,
     ElasticChoices,
     OFAv2Space,
-    sample_arch,
 )
 
 

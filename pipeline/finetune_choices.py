@@ -1,5 +1,8 @@
 """Which architectures the fine-tune stage trains: from the front, the generator, or the config.
 
+It reads the run's results (``pipeline.results``), so it sits beside the stages, above ``train``,
+and the stage hands fine-tuning the choice (``pipeline.train.finetune.finetune_run``'s ``choose``).
+
 ``finetune.source`` picks the candidates (``front``: the final front; ``high_tradeoff``: its
 high-tradeoff points, ``pymoo.mcdm.high_tradeoff``; ``generated``; ``explicit``); at most ``finetune.max_archs`` of them are kept, spread
 evenly along the first cost column (always the cheapest and the costliest).
