@@ -19,6 +19,8 @@ from pipeline.errors import ConfigError
 
 #: the data sets ``pipeline.data`` can load (the one list of their names)
 DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder"]
+#: forward-pass precisions (``pipeline.supernet.precision``): fp32, or autocast to bf16/fp16
+Precision = Literal["fp32", "bf16", "fp16"]
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
@@ -155,6 +157,9 @@ class TrainConfig(Section):
     cream: CreamConfig = CreamConfig()
     num_workers: int = Field(1, ge=0)
     use_gpu: bool = False
+    #: autocast of the forward passes of training, adaptation and fine-tuning (loss and BN
+    #: recalibration stay fp32); fp16 (with a gradient scaler) needs use_gpu
+    precision: Precision = "fp32"
     threads_per_worker: int | None = Field(None, ge=1)
     max_failures: int = Field(2, ge=0)
     eval_subnets: int = Field(3, ge=0)
@@ -181,6 +186,13 @@ class TrainConfig(Section):
         if self.init_from is None and "full" not in [phase.name for phase in self.phases]:
             raise ValueError("phases: the 'full' phase is required (unless train.init_from names a supernet)")
         return self
+
+    @field_validator("precision")
+    @classmethod
+    def _fp16_needs_gpu(cls, value: str, info: Any) -> str:
+        if value == "fp16" and not info.data.get("use_gpu"):
+            raise ValueError("fp16 needs use_gpu: true (torch has no fast float16 arithmetic on CPUs); use bf16 on CPU")
+        return value
 
     @field_validator("exit_weights")
     @classmethod

@@ -4,7 +4,8 @@ Everything a Ray Train worker, an evaluator actor or a Tune trial would otherwis
 later (after Ray has started, with a wall of frames) is checked here first, with the same code the
 workers run: the data path's listing (``pipeline.data.check_data``), the supernet checkpoint a
 stage reads (readable, of this project, of the configured space), the search objectives and
-profiles, and the generate stage's budgets. Each check raises the ``PipelineError`` the worker
+profiles, the generate stage's budgets, and a precision the stage's device cannot run (fp16 for a
+fine-tuning on CPU). Each check raises the ``PipelineError`` the worker
 would have raised.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, ConfigError
 from pipeline.run_dir import RunDir
 
 #: stages that read the training data (the search and generate stages measure top-1 on it)
@@ -57,6 +58,9 @@ def check_pipeline_inputs(config: PipelineConfig, stages: Sequence[str], run_dir
         from pipeline.supernet.init_from import preview
 
         preview(config.supernet, config.train.init_from)  # unreadable, or matching nothing
+    if "finetune" in stages and config.train.precision == "fp16" and not config.finetune.use_gpu:
+        raise ConfigError("config: 'train.precision': fp16 needs a GPU and fine-tuning runs on CPU "
+                          "(finetune.use_gpu is false); use bf16, or set finetune.use_gpu: true")
     if "search" in stages:
         from pipeline.evaluate.objectives import ofav2_objectives
 

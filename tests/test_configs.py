@@ -35,3 +35,8 @@ def test_cluster_config_profiles_match_the_cluster_definitions():
             "labels": defined[profile.name]["placement"].get("labels", {}),
             "resources": defined[profile.name]["placement"].get("resources", {}),
         }
+
+
+def test_cluster_config_trains_in_bf16_on_its_gpus():
+    train = load_config(REPO / "jobs" / "configs" / "cluster.yaml").train
+    assert train.use_gpu and train.precision == "bf16"

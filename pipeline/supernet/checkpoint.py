@@ -39,7 +39,7 @@ def save_supernet(path: str | Path, net: OFAv2Supernet, extra: dict[str, Any] | 
         "space": net.space.options(),
         "num_classes": net.num_classes,
         "dropout": net.dropout,
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},  # never channels_last
         "extra": dict(extra or {}),
     }
     with atomic_path(path) as tmp:

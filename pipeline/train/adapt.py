@@ -16,6 +16,7 @@ evaluator pools hold theirs. Rank 0 then publishes the new weights atomically wi
 their next candidate, and the evaluator treats accuracies measured under an older round as stale.
 
 Randomness comes from generators derived from (seed, round, step), so a run is repeatable.
+The forward passes follow ``train.precision`` as in training (``pipeline.supernet.precision``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipeline.config import PipelineConfig
 from pipeline.data import calibration_subset, load_splits_from_config, train_transform
 from pipeline.space.base import Architecture
 from pipeline.supernet.checkpoint import ADAPTATION_ROUND_KEY, adaptation_round, load_supernet, save_supernet
+from pipeline.supernet.precision import ForwardPrecision
 from pipeline.train.distributed import WorkerInfo, allreduce_mean, average_batchnorm_buffers, broadcast_parameters
 from pipeline.train.evaluation import DataView
 from pipeline.train.files import TrainFiles
@@ -66,6 +68,8 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
     seed, round_index = config.run.seed, int(loop_config["round"])
     path = TrainFiles(loop_config["run_dir"]).supernet
     net, extra = load_supernet(path, map_location=device)
+    precision = ForwardPrecision.on(train.precision, device)
+    precision.prepare_model(net)
     broadcast_parameters(net, info)
     splits = load_splits_from_config(config.data, seed)
     archs: list[Architecture] = loop_config["archs"]
@@ -73,8 +77,9 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
     if train.distillation != "none":
         view = DataView(splits.mean, splits.std, calibration_subset(splits, train.calibration_images, seed),
                         splits.val_images[:0], splits.val_labels[:0], train.calibration_batch_size, device)
-        teacher = build_teacher(net.state_dict(), net.space, splits.num_classes, view)
-    ctx = StepContext(net, make_optimizer(net, config), train, info, teacher)
+        teacher = precision.prepare_model(build_teacher(net.state_dict(), net.space, splits.num_classes, view))
+    ctx = StepContext(net, make_optimizer(net, config), train, info, teacher, precision=precision,
+                      scaler=precision.grad_scaler())
     batch = config.data.batch_size
     steps_per_epoch = adaptation.steps_per_epoch or max(1, splits.train_images.shape[0] // (batch * info.world_size))
     steps = adaptation.epochs * steps_per_epoch
@@ -89,8 +94,9 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
             rng = numpy_generator(seed, 41, round_index, step)
             chosen = [archs[int(i)] for i in rng.integers(0, len(archs), adaptation.subnets_per_step)]
             resolution = int(chosen[0]["resolution"])
-            images = train_transform(images_u8.to(device), splits.mean, splits.std, resolution,
-                                     torch_generator(seed, 42, round_index, step, info.rank))
+            images = precision.prepare_batch(train_transform(
+                images_u8.to(device), splits.mean, splits.std, resolution,
+                torch_generator(seed, 42, round_index, step, info.rank)))
             losses.append(train_step(ctx, chosen, images, labels.to(device), cosine_lr(step, steps, base_lr),
                                      full_phase=False, use_board=False, meta_step=False))
     average_batchnorm_buffers(net, info)

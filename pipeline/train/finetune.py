@@ -14,6 +14,10 @@ For each architecture:
 
 ``finetune_architecture`` does one architecture without Ray; ``run_finetune`` runs the trials
 with Ray Tune and writes ``finetuned.parquet``.
+
+The training forward passes follow ``train.precision`` (``pipeline.supernet.precision``: autocast,
+a gradient scaler for fp16, channels_last on CUDA); the loss is computed in float32, and BN
+recalibration, validation, test and the exported model stay fp32.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
 from pipeline.supernet.export import export_onnx
+from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
 from pipeline.train.evaluation import count_correct
 from pipeline.train.files import TrainFiles
 from pipeline.train.losses import multi_exit_loss
@@ -91,7 +96,7 @@ def evaluate_module(
 def _train_epochs(
     module: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, resolution: int,
     settings: FinetuneConfig, exit_weights: Sequence[float], epochs: int, seed: int, device: torch.device,
-    on_epoch: Callable[[int, float], bool] | None = None,
+    on_epoch: Callable[[int, float], bool] | None = None, precision: ForwardPrecision = FP32,
 ) -> None:
     """Train for up to ``epochs``; ``on_epoch(epoch, train_loss)`` returning True stops early."""
     groups = parameter_groups(module, settings.weight_decay)
@@ -101,16 +106,25 @@ def _train_epochs(
         optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     generator = torch.Generator().manual_seed(seed)
+    scaler = precision.grad_scaler()
+    precision.prepare_model(module)
     for epoch in range(epochs):
         module.train()
         losses = []
         for x, y in iterate_batches(images, labels, settings.batch_size, shuffle=True, generator=generator,
                                     drop_last=len(images) > settings.batch_size):
-            x = train_transform(x.to(device), splits.mean, splits.std, resolution, generator)
-            loss = _loss(module(x), y.to(device), exit_weights, settings.label_smoothing)
+            x = precision.prepare_batch(train_transform(x.to(device), splits.mean, splits.std, resolution, generator))
+            with precision.autocast():
+                output = module(x)
+            loss = _loss(float_logits(output), y.to(device), exit_weights, settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             losses.append(loss.item())
         scheduler.step()
         if on_epoch is not None and on_epoch(epoch, float(np.mean(losses)) if losses else math.nan):
@@ -134,7 +148,7 @@ def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exi
 
 def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings: FinetuneConfig,
                     exit_weights: Sequence[float], seed: int, device: torch.device,
-                    report: Reporter | None) -> dict[str, float]:
+                    report: Reporter | None, precision: ForwardPrecision = FP32) -> dict[str, float]:
     """Stage 1: train on the training split, stop when validation loss stalls for ``patience``."""
     best = {"epoch": 0, "val_loss": math.inf}
     stale = [0]
@@ -152,7 +166,7 @@ def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings
         return stale[0] >= settings.patience
 
     _train_epochs(module, splits.train_images, splits.train_labels, splits, resolution, settings, exit_weights,
-                  settings.max_epochs, seed, device, after_epoch)
+                  settings.max_epochs, seed, device, after_epoch, precision)
     return best
 
 
@@ -177,34 +191,38 @@ def finetune_architecture(
     exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
     report: Reporter | None = None,
     splits: Splits | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Fine-tune one architecture (two stages), export it to ONNX, and return its row.
 
     With joint exits the extra heads only help training: the exported graph, and the costs in the
-    row, are the chosen subnet's own (its exit alone), equal to its archive row's.
+    row, are the chosen subnet's own (its exit alone), equal to its archive row's. ``precision``
+    is ``train.precision``, for the training forward passes.
     """
     started = time.perf_counter()
     device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
+    forward = ForwardPrecision.on(precision, device)
     splits = splits or load_splits_from_config(data, seed=seed)
     space, arch, initial, joint = _calibrated_start(supernet_path, arch, settings.joint_exits, splits)
     arch_id, resolution = space.arch_id(arch), int(arch["resolution"])
     _, top1_before = evaluate_module(initial, splits.val_images, splits.val_labels, splits, resolution,
                                      settings.batch_size, device)
     best = _early_stopping(copy.deepcopy(initial).to(device), splits, resolution, settings, exit_weights, seed,
-                           device, report)
+                           device, report, forward)
     best_epochs = max(1, int(best["epoch"]))
 
     # Stage 2: retrain on train + validation for the best epoch count, then test.
     module = copy.deepcopy(initial).to(device)
     images = torch.cat([splits.train_images, splits.val_images])
     labels = torch.cat([splits.train_labels, splits.val_labels])
-    _train_epochs(module, images, labels, splits, resolution, settings, exit_weights, best_epochs, seed + 1, device)
+    _train_epochs(module, images, labels, splits, resolution, settings, exit_weights, best_epochs, seed + 1, device,
+                  precision=forward)
     test_images, test_labels = (splits.test_images, splits.test_labels) if len(splits.test_images) else (
         splits.val_images, splits.val_labels)
     test_loss, test_top1 = evaluate_module(module, test_images, test_labels, splits, resolution,
                                            settings.batch_size, device)
 
-    deployed = module.cpu().eval().single_exit()
+    deployed = module.cpu().to(memory_format=torch.contiguous_format).eval().single_exit()
     onnx_path = Path(models_dir) / f"{arch_id}.onnx"
     onnx_diff = _export_checked(deployed, onnx_path, resolution, settings.export_batch_size, seed)
     costs = count_costs(deployed, resolution)
@@ -230,6 +248,7 @@ def _tune_trial(trial_config: dict[str, Any]) -> None:
         seed=trial_config["seed"],
         exit_weights=trial_config["exit_weights"],
         report=lambda metrics: tune.report({**metrics, "done": False}),
+        precision=trial_config.get("precision", "fp32"),
     )
     # the finished row survives an interrupted stage: a resumed stage skips this architecture
     write_text_atomic(Path(trial_config["rows_dir"]) / f"{row['arch_id']}.json", json.dumps(row))
@@ -249,6 +268,7 @@ def run_finetune(
     metadata: dict[str, Any] | None = None,
     resume: bool = False,
     progress: Progress = PLAIN_PROGRESS,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """One Ray Tune trial per architecture; writes ``RUN_DIR/finetuned.parquet`` atomically.
 
@@ -272,7 +292,7 @@ def run_finetune(
         _log.info(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go")
     if remaining:
         rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir,
-                            progress)
+                            progress, precision)
     frame = pd.DataFrame(rows)
     write_parquet_atomic(frame, TrainFiles(run_dir).finetuned, metadata or {})
     return frame
@@ -288,7 +308,7 @@ def _finished_row(space: SearchSpace, arch: dict[str, Any], run_id: str, metrics
 
 def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Path, run_id: str, data: DataConfig,
                 settings: FinetuneConfig, seed: int, exit_weights: Sequence[float], rows_dir: Path,
-                progress: Progress) -> list[dict]:
+                progress: Progress, precision: str = "fp32") -> list[dict]:
     from ray import tune
 
     base = {
@@ -299,6 +319,7 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
         "seed": seed,
         "exit_weights": list(exit_weights),
         "rows_dir": str(rows_dir),
+        "precision": precision,
     }
     resources = {"cpu": settings.cpus_per_trial, "gpu": 1.0 if settings.use_gpu else 0.0}
     with progress.reporter(len(archs), "finetune") as report:
@@ -349,4 +370,5 @@ def finetune_run(config: PipelineConfig, run_dir: str | Path, resume: bool = Fal
         chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
         settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
         metadata={"config": config.model_dump(mode="json")}, resume=resume, progress=progress,
+        precision=config.train.precision,
     )

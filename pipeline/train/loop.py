@@ -22,6 +22,11 @@ Randomness: data order, resolutions, subnets and augmentation come from generato
 ``torch.random.fork_rng`` seeded from (seed, epoch, rank); the caller's global state is restored
 afterwards. A resumed run therefore repeats an uninterrupted run exactly.
 
+Precision (``train.precision``, see ``pipeline.supernet.precision``): the steps' forward passes run
+under autocast for bf16/fp16, with channels_last model and batches on CUDA and a gradient scaler
+for fp16 (its scale is not checkpointed: a resumed fp16 run starts from the initial scale); the
+per-epoch evaluation (BN recalibration and top-1) stays in fp32.
+
 Fault injection (tests): ``train.fail_at_epoch = E`` makes the last rank die after the first step
 of global epoch E (``os._exit`` under Ray, a ``RuntimeError`` in-process), once per run: a marker
 file next to the run's checkpoints records that it happened.
@@ -57,6 +62,7 @@ from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch
 from pipeline.supernet.builder import build_space, build_supernet
 from pipeline.supernet.costs import ArchCostCounter
 from pipeline.supernet.init_from import initialise_from
+from pipeline.supernet.precision import ForwardPrecision
 from pipeline.train.cream import CREAM_EXTRA_KEY, MetaNetwork, PrioritizedBoard, board_prior, board_record
 from pipeline.train.distributed import (
     WorkerInfo,
@@ -123,6 +129,9 @@ class SupernetTrainer:
         if self.train.init_from is not None:  # the driver has checked and reported the match
             initialise_from(self.net, self.settings["init_from"])
         self.net.to(device)
+        self.precision = ForwardPrecision.on(self.train.precision, device)
+        self.precision.prepare_model(self.net)
+        self.scaler = self.precision.grad_scaler()
         broadcast_parameters(self.net, self.info)
         batch = self.config.data.batch_size
         self.steps_per_epoch = self.train.steps_per_epoch or max(1, num_batches(
@@ -184,8 +193,9 @@ class SupernetTrainer:
     def _teacher_from(self, source: dict[str, Any]) -> torch.nn.Module:
         """The frozen teacher of a recorded source; ``train.init_from``'s teaches with its last exit
         alone, since the exits it did not have start untrained."""
-        return build_teacher(source["state"], self.space, self.splits.num_classes, self.view,
-                             all_exits=self.space.early_exits and not source.get("last_exit_only", False))
+        return self.precision.prepare_model(build_teacher(
+            source["state"], self.space, self.splits.num_classes, self.view,
+            all_exits=self.space.early_exits and not source.get("last_exit_only", False)))
 
     # ------------------------------------------------------------------ checkpoint
     def restore(self) -> None:
@@ -248,7 +258,7 @@ class SupernetTrainer:
         if first_of_phase:
             self.state.phase_best = None
         if part.phase == "expand":
-            self.net.reorganize_channels()
+            self.net.reorganize_channels()  # in place: the weights keep their memory format
         self.optimizer = make_optimizer(self.net, self.config)
 
     def _epoch_batches(self, global_epoch: int):
@@ -272,7 +282,8 @@ class SupernetTrainer:
         first = state.epoch_in_part * self.steps_per_epoch
         last = min(part.steps, first + self.steps_per_epoch)
         batches = self._epoch_batches(epoch)
-        ctx = StepContext(self.net, self.optimizer, self.train, self.info, self.teacher, self.cream)
+        ctx = StepContext(self.net, self.optimizer, self.train, self.info, self.teacher, self.cream,
+                          self.precision, self.scaler)
         cream_warmup = round(self.train.cream.warmup_epochs * self.train.epochs_scale * self.steps_per_epoch)
         losses, images_seen, lr = [], 0, 0.0
         start = time.perf_counter()
@@ -283,8 +294,9 @@ class SupernetTrainer:
                 use_board = self.cream is not None and global_step >= cream_warmup
                 images_u8, labels = next(batches)
                 resolution = choose_resolution(self.space.resolutions, torch_generator(self.seed, 11, epoch, step))
-                images = train_transform(images_u8.to(self.info.device), self.splits.mean, self.splits.std,
-                                         resolution, torch_generator(self.seed, 12, epoch, step, self.info.rank))
+                images = self.precision.prepare_batch(train_transform(
+                    images_u8.to(self.info.device), self.splits.mean, self.splits.std,
+                    resolution, torch_generator(self.seed, 12, epoch, step, self.info.rank)))
                 labels = labels.to(self.info.device)
                 archs = self._sample_archs(part, resolution, numpy_generator(self.seed, 14, epoch, step), use_board)
                 lr = lr_at(step, part, part.lr * self.lr_scale)

@@ -11,6 +11,12 @@ Loss per subnet:
   among the paths other than the student's; the meta network is updated every
   ``meta_update_interval`` steps;
 - otherwise label-smoothed CE.
+
+Mixed precision (``train.precision``, ``pipeline.supernet.precision``): the forward passes run
+under the context's autocast, every loss on the logits cast to float32; with fp16 the backward
+pass and the optimiser step go through the context's gradient scaler (the gradients are all-reduced
+scaled, so every rank skips the same steps). Cream's meta-gradient stays in fp32. With fp32 there
+is no autocast and no scaler: the step is exactly the plain one.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pipeline.config import TrainConfig
+from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
 from pipeline.train.cream import (
     BoardEntry,
     MetaNetwork,
@@ -56,6 +63,8 @@ class StepContext:
     info: WorkerInfo
     teacher: nn.Module | None = None
     cream: CreamState | None = None
+    precision: ForwardPrecision = FP32
+    scaler: torch.amp.GradScaler | None = None  # fp16 only (``ForwardPrecision.grad_scaler``)
 
 
 def _resized(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -66,11 +75,14 @@ def _resized(images: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _path_probs(net: nn.Module, arch: dict, images: torch.Tensor) -> torch.Tensor:
+def _path_probs(net: nn.Module, arch: dict, images: torch.Tensor,
+                precision: ForwardPrecision = FP32) -> torch.Tensor:
     """Softmax of a path on images, train-mode BN with frozen running statistics."""
     net.set_active(arch)
     with frozen_batchnorm_stats(net):
-        return F.softmax(net(_resized(images, arch["resolution"])), dim=1)
+        with precision.autocast():
+            logits = net(_resized(images, arch["resolution"]))
+        return F.softmax(float_logits(logits), dim=1)
 
 
 def _cream_loss(ctx: StepContext, arch: dict, images: torch.Tensor, labels: torch.Tensor,
@@ -82,10 +94,10 @@ def _cream_loss(ctx: StepContext, arch: dict, images: torch.Tensor, labels: torc
         return None
     board = PrioritizedBoard(cream.board.size, cream.board.margin)
     board.entries = candidates
-    student_probs = _path_probs(ctx.net, arch, cream.stored_images)
+    student_probs = _path_probs(ctx.net, arch, cream.stored_images, ctx.precision)
     index, rho = select_teacher(cream.meta, student_probs, board)
     teacher_arch = dict(candidates[index].arch, resolution=arch["resolution"])
-    target = _path_probs(ctx.net, teacher_arch, images)
+    target = _path_probs(ctx.net, teacher_arch, images, ctx.precision)
     ctx.net.set_active(arch)
     if meta_step:
         cream.meta_optimizer.zero_grad(set_to_none=True)
@@ -96,8 +108,31 @@ def _cream_loss(ctx: StepContext, arch: dict, images: torch.Tensor, labels: torc
         allreduce_gradients(cream.meta.parameters(), ctx.info)
         cream.meta_optimizer.step()
         ctx.net.zero_grad(set_to_none=True)
-    logits = ctx.net(images)
-    return cream_loss(logits, labels, target, rho.detach(), ctx.train.label_smoothing)
+    with ctx.precision.autocast():
+        logits = ctx.net(images)
+    return cream_loss(float_logits(logits), labels, target, rho.detach(), ctx.train.label_smoothing)
+
+
+def _subnet_loss(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+                 multi_exit: bool) -> torch.Tensor:
+    """The active subnet's loss (multi-exit or CE + KD), forward under autocast, loss in float32."""
+    with ctx.precision.autocast():
+        output = ctx.net.forward_exits(images) if multi_exit else ctx.net(images)
+    if multi_exit:
+        return multi_exit_loss(float_logits(output), labels, ctx.train.exit_weights, ctx.train.label_smoothing)
+    return kd_loss(float_logits(output), labels, target, ctx.train.kd_weight, ctx.train.label_smoothing)
+
+
+def _backward(ctx: StepContext, loss: torch.Tensor) -> None:
+    (loss if ctx.scaler is None else ctx.scaler.scale(loss)).backward()
+
+
+def _optimizer_step(ctx: StepContext) -> None:
+    if ctx.scaler is None:
+        ctx.optimizer.step()
+        return
+    ctx.scaler.step(ctx.optimizer)  # unscales; skips the step when a gradient is not finite
+    ctx.scaler.update()
 
 
 def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels: torch.Tensor,
@@ -109,7 +144,7 @@ def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels
     ctx.net.train()
     target = None
     if ctx.teacher is not None and not full_phase:
-        target = teacher_target(ctx.teacher, images, ctx.train.ens_kd, ctx.train.exit_weights)
+        target = teacher_target(ctx.teacher, images, ctx.train.ens_kd, ctx.train.exit_weights, ctx.precision)
     multi_exit = full_phase and getattr(ctx.net.space, "early_exits", False)
     total = 0.0
     for index, arch in enumerate(archs):
@@ -118,16 +153,11 @@ def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels
             loss = _cream_loss(ctx, arch, images, labels, lr, meta_step and index == 0)
         ctx.net.set_active(arch)
         if loss is None:
-            if multi_exit:
-                loss = multi_exit_loss(ctx.net.forward_exits(images), labels, ctx.train.exit_weights,
-                                       ctx.train.label_smoothing)
-            else:
-                loss = kd_loss(ctx.net(images), labels, target, ctx.train.kd_weight,
-                               ctx.train.label_smoothing)
-        loss.backward()  # the k subnets' gradients add up, as in OFA (its learning rates assume it)
+            loss = _subnet_loss(ctx, images, labels, target, multi_exit)
+        _backward(ctx, loss)  # the k subnets' gradients add up, as in OFA (its learning rates assume it)
         total += float(loss.detach())
     allreduce_gradients(ctx.net.parameters(), ctx.info)
-    ctx.optimizer.step()
+    _optimizer_step(ctx)
     return total / len(archs)
 
 
@@ -137,10 +167,10 @@ def update_board(ctx: StepContext, archs: list[dict]) -> int:
     cream = ctx.cream
     entered = 0
     for arch in archs:
-        probs = _path_probs(ctx.net, arch, cream.held_out_images)
+        probs = _path_probs(ctx.net, arch, cream.held_out_images, ctx.precision)
         correct = torch.tensor(100.0 * count_correct(probs, cream.held_out_labels) / probs.shape[0],
                                device=probs.device)
-        stored = _path_probs(ctx.net, arch, cream.stored_images)  # same batch as the student's
+        stored = _path_probs(ctx.net, arch, cream.stored_images, ctx.precision)  # same batch as the student's
         values = torch.cat([correct.reshape(1), stored.reshape(-1)])
         allreduce_mean([values], ctx.info)
         accuracy = float(values[0])

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.builder import build_supernet
+from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
 from pipeline.train.evaluation import DataView, calibrated_copy
 from pipeline.train.losses import ens_kd_target
 
@@ -35,10 +36,12 @@ def build_teacher(source_state: dict[str, torch.Tensor], space: OFAv2Space, num_
 
 @torch.no_grad()
 def teacher_target(teacher: nn.Module, images: torch.Tensor, ens_kd: bool,
-                   exit_weights: Sequence[float]) -> torch.Tensor:
-    """The teacher's soft target on ``images``."""
-    output = teacher(images)
-    if isinstance(output, (tuple, list)):
+                   exit_weights: Sequence[float], precision: ForwardPrecision = FP32) -> torch.Tensor:
+    """The teacher's soft target on ``images`` (forward under ``precision``'s autocast, target in float32)."""
+    with precision.autocast():
+        output = teacher(images)
+    output = float_logits(output)
+    if isinstance(output, list):
         if ens_kd:
             return ens_kd_target(list(output), exit_weights)
         output = output[-1]
