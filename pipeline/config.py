@@ -278,6 +278,9 @@ class EvaluateConfig(Section):
     calibration_batch_size: int = Field(256, ge=1)
     calibration_seed: int = Field(0, ge=0)
     eval_batch_size: int = Field(512, ge=1)
+    #: autocast of the evaluator actors' top-1 forward passes (BN recalibration stays fp32); the
+    #: actors run on CPUs, where fp16 is refused
+    precision: Precision = "fp32"
     val_images: int | None = Field(None, ge=1)  # None = the whole validation split
     candidate_timeout_s: float = Field(600.0, gt=0.0)
     max_retries: int = Field(2, ge=0)
@@ -292,6 +295,14 @@ class EvaluateConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError("profile names must be unique")
         return profiles
+
+    @field_validator("precision")
+    @classmethod
+    def _no_fp16_on_cpu(cls, value: str) -> str:
+        if value == "fp16":
+            raise ValueError("fp16 is for CUDA and the evaluator actors run on CPUs (torch has no fast "
+                             "float16 arithmetic there); use bf16")
+        return value
 
 
 class FinetuneConfig(Section):

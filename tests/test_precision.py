@@ -214,6 +214,8 @@ def test_fp16_on_cpu_is_refused_in_one_line():
 @pytest.mark.parametrize(("overrides", "message"), [
     (["train.precision=fp8"], "config: 'train.precision': Input should be 'fp32', 'bf16' or 'fp16'"),
     (["train.precision=fp16"], "config: 'train.precision': Value error, fp16 needs use_gpu: true"),
+    (["evaluate.precision=half"], "config: 'evaluate.precision': Input should be"),
+    (["evaluate.precision=fp16"], "config: 'evaluate.precision': Value error, fp16 is for CUDA"),
 ])
 def test_bad_precision_is_one_config_line(overrides, message):
     with pytest.raises(ConfigError) as error:
@@ -232,6 +234,41 @@ def test_fp16_fine_tuning_on_cpu_is_refused_before_ray_starts():
 
 
 def test_precision_defaults_and_accepted_values():
-    assert CONFIG.train.precision == "fp32"
-    assert load_config(overrides=["train.precision=bf16"]).train.precision == "bf16"
+    assert CONFIG.train.precision == "fp32" and CONFIG.evaluate.precision == "fp32"
+    config = load_config(overrides=["train.precision=bf16", "evaluate.precision=bf16"])
+    assert (config.train.precision, config.evaluate.precision) == ("bf16", "bf16")
     assert load_config(overrides=["train.use_gpu=true", "train.precision=fp16"]).train.precision == "fp16"
+
+
+def test_evaluator_measures_top1_under_bf16_and_recalibrates_in_fp32(tmp_path):
+    """``evaluate.precision: bf16``: the actor's top-1 passes run under autocast (their logits are
+    bf16) and equal a direct bf16 computation; BN recalibration is fp32, so the statistics equal an
+    fp32 evaluator's exactly."""
+    from pipeline.evaluate.actors import AccuracyWorker
+    from pipeline.supernet.checkpoint import save_supernet
+
+    path = tmp_path / "supernet.pt"
+    save_supernet(path, make_net(early_exits=False))
+    workers = {}
+    for name in ("fp32", "bf16"):
+        config = load_config(overrides=[
+            "data.dataset=synthetic", "data.synthetic_images=120", "data.synthetic_classes=4",
+            "evaluate.calibration_images=24", "evaluate.calibration_batch_size=8", "evaluate.eval_batch_size=16",
+            f"evaluate.precision={name}"])
+        workers[name] = AccuracyWorker(str(path), config.data.model_dump(), 0, config.evaluate.model_dump())
+    assert workers["bf16"].scorer.precision == ForwardPrecision("bf16", "cpu")
+    dtypes: dict[str, list[torch.dtype]] = {"fp32": [], "bf16": []}
+    for name, worker in workers.items():  # top-1 calls the network; recalibration calls forward_exits
+        worker.net.register_forward_hook(lambda module, inputs, output, name=name: dtypes[name].append(output.dtype))
+    arch = make_net(early_exits=False).space.sample(np.random.default_rng(5))
+    top1 = {name: worker.run(arch)["metrics"]["top1"] for name, worker in workers.items()}
+    assert set(dtypes["fp32"]) == {torch.float32} and set(dtypes["bf16"]) == {torch.bfloat16}
+    fp32_net, bf16_net = workers["fp32"].net, workers["bf16"].net
+    for (key, a), b in zip(fp32_net.state_dict().items(), bf16_net.state_dict().values()):
+        assert torch.equal(a, b), key  # same recalibrated statistics
+    _, val = workers["bf16"].scorer.inputs(arch["resolution"])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = bf16_net.eval()(val)
+    direct = 100.0 * float((logits.float().argmax(1) == workers["bf16"].scorer.val_labels).double().mean())
+    assert top1["bf16"] == pytest.approx(direct)
+    assert 0.0 <= top1["fp32"] <= 100.0

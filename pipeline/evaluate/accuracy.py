@@ -7,6 +7,10 @@ statistics on the calibration subset at the architecture's resolution, and measu
 percent) on the validation split in batches. Early-exit architectures get the accuracy of every
 exit up to theirs (``top1@exit1`` ...); ``top1`` is the chosen exit's.
 
+Top-1's forward passes follow ``evaluate.precision`` (``pipeline.supernet.precision``: autocast
+to bf16, nothing for fp32; the logits are compared in float32); BN recalibration always runs in
+fp32, without autocast.
+
 Nothing is copied: recalibration overwrites the supernet's BN statistics, which is harmless
 because every measurement recalibrates first. Callers that train the supernet must not share it
 with a scorer.
@@ -22,6 +26,7 @@ from torch import nn
 from pipeline.data.augment import eval_transform
 from pipeline.space.base import Architecture
 from pipeline.supernet.bn import recalibrate_bn
+from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
 
 
 class SubnetScorer:
@@ -36,6 +41,7 @@ class SubnetScorer:
         std: Sequence[float],
         calibration_batch_size: int = 256,
         eval_batch_size: int = 512,
+        precision: ForwardPrecision = FP32,
     ) -> None:
         if val_images.shape[0] == 0:
             raise ValueError("the validation split is empty; accuracy cannot be measured")
@@ -46,6 +52,7 @@ class SubnetScorer:
         self.std = tuple(std)
         self.calibration_batch_size = calibration_batch_size
         self.eval_batch_size = eval_batch_size
+        self.precision = precision
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def inputs(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,9 +75,11 @@ class SubnetScorer:
         module.eval()
         correct: torch.Tensor | None = None
         for images, labels in zip(torch.split(val, self.eval_batch_size), torch.split(self.val_labels, self.eval_batch_size)):
-            outputs = module.forward_exits(images) if multi_exit else [module(images)]
+            with self.precision.autocast():
+                outputs = module.forward_exits(images) if multi_exit else [module(images)]
             if isinstance(outputs, torch.Tensor):
                 outputs = [outputs]
+            outputs = float_logits(outputs)
             hits = torch.stack([(logits.argmax(dim=1) == labels).sum() for logits in outputs])
             correct = hits if correct is None else correct + hits
         assert correct is not None

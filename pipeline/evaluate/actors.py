@@ -67,6 +67,7 @@ class AccuracyWorker:
     ) -> None:
         from pipeline.data import calibration_subset, load_splits_from_config
         from pipeline.evaluate.accuracy import SubnetScorer
+        from pipeline.supernet.precision import ForwardPrecision
 
         settings = EvaluateConfig.model_validate(evaluate)
         torch.set_num_threads(settings.threads_per_evaluator)
@@ -79,6 +80,7 @@ class AccuracyWorker:
             calibration_subset(splits, settings.calibration_images, settings.calibration_seed),
             val_images, val_labels, splits.mean, splits.std,
             settings.calibration_batch_size, settings.eval_batch_size,
+            ForwardPrecision.on(settings.precision, "cpu"),  # the actors run on CPUs
         )
         self.num_classes = splits.num_classes
         self.net: torch.nn.Module | None = None
