@@ -27,6 +27,10 @@ under autocast for bf16/fp16, with channels_last model and batches on CUDA and a
 for fp16 (its scale is not checkpointed: a resumed fp16 run starts from the initial scale); the
 per-epoch evaluation (BN recalibration and top-1) stays in fp32.
 
+Data throughput: each epoch's row carries ``data_wait_s``, the time the step loop waited for its
+next batch from the data stream (averaged over ranks), and ``data_wait_share``, that time as a share
+of the epoch's step time (``train_s``); the driver's line shows it (``train.progress``).
+
 Fault injection (tests): ``train.fail_at_epoch = E`` makes the last rank die after the first step
 of global epoch E (``os._exit`` under Ray, a ``RuntimeError`` in-process), once per run: a marker
 file next to the run's checkpoints records that it happened.
@@ -285,14 +289,16 @@ class SupernetTrainer:
         ctx = StepContext(self.net, self.optimizer, self.train, self.info, self.teacher, self.cream,
                           self.precision, self.scaler)
         cream_warmup = round(self.train.cream.warmup_epochs * self.train.epochs_scale * self.steps_per_epoch)
-        losses, images_seen, lr = [], 0, 0.0
+        losses, images_seen, lr, data_wait = [], 0, 0.0, 0.0
         start = time.perf_counter()
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 13, epoch, self.info.rank))
             for step in range(first, last):
                 global_step = self.part_offsets[self.plan.index(part)] + step
                 use_board = self.cream is not None and global_step >= cream_warmup
+                waiting = time.perf_counter()
                 images_u8, labels = next(batches)
+                data_wait += time.perf_counter() - waiting
                 resolution = choose_resolution(self.space.resolutions, torch_generator(self.seed, 11, epoch, step))
                 images = self.precision.prepare_batch(train_transform(
                     images_u8.to(self.info.device), self.splits.mean, self.splits.std,
@@ -310,9 +316,12 @@ class SupernetTrainer:
         elapsed = time.perf_counter() - start
         average_batchnorm_buffers(self.net, self.info)
         mean_loss = torch.tensor([float(np.mean(losses))], device=self.info.device)
-        allreduce_mean([mean_loss], self.info)
+        mean_wait = torch.tensor([data_wait], device=self.info.device)
+        allreduce_mean([mean_loss, mean_wait], self.info)
         return {"loss": float(mean_loss.item()), "lr": lr, "steps": last - first,
-                "images_per_s": images_seen / max(elapsed, 1e-9), "train_s": elapsed}
+                "images_per_s": images_seen / max(elapsed, 1e-9), "train_s": elapsed,
+                "data_wait_s": float(mean_wait.item()),
+                "data_wait_share": min(1.0, float(mean_wait.item()) / max(elapsed, 1e-9))}
 
     def _sample_archs(self, part: PartPlan, resolution: int, rng: np.random.Generator,
                       use_board: bool) -> list[dict]:

@@ -5,6 +5,9 @@ Rank 0 publishes ``RUN_DIR/train_metrics.parquet`` atomically after every epoch 
 row once, through the ``Progress`` the caller passes (the stage layer passes the console's: a tqdm
 bar on a terminal, plain lines otherwise; by default, plain lines). Workers print nothing themselves: Ray would forward their lines with a prefix (Ray
 Train V2 even twice, through its print patch), and a ``--quiet`` run would show them.
+
+The first epoch whose data wait exceeds ``DATA_BOUND_SHARE`` of its step time also logs one
+warning that the job is data-bound; later epochs only show their share in their line.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import Callback
 
-from pipeline.train.publish import format_progress
+from pipeline.train.publish import data_wait_share, format_progress
 
 _log = logging.getLogger(__name__)
+
+#: an epoch that waits for data longer than this share of its step time is data-bound
+DATA_BOUND_SHARE = 0.5
 
 #: ``reporter(total, description)``: a context manager that yields ``line(text, total=None)``,
 #: called once per finished step (``total``: the step count, once it is known)
@@ -55,6 +61,7 @@ class _Watcher:
         self.stamp: float | None = None
         self.seen = len(self.read()) if path.is_file() else 0
         self.stamp = self.mtime()
+        self.warned_data_bound = False
 
     def mtime(self) -> float | None:
         try:
@@ -78,7 +85,17 @@ class _Watcher:
             self.seen = len(frame)
         for row in frame.iloc[self.seen:].to_dict("records"):
             self.report(format_progress(row), total=int(row.get("total_epochs") or 0) or None)
+            self.warn_if_data_bound(row)
         self.seen = max(self.seen, len(frame))
+
+    def warn_if_data_bound(self, row: dict) -> None:
+        """One warning per job, at the first epoch that waited for data most of its step time."""
+        share = data_wait_share(row)
+        if self.warned_data_bound or not share > DATA_BOUND_SHARE:
+            return
+        self.warned_data_bound = True
+        _log.warning(f"[train] data-bound: epoch {row.get('epoch')} waited for data {share:.0%} of its step time "
+                     f"(more than {DATA_BOUND_SHARE:.0%}); the data path, not the model, limits the speed")
 
 
 @contextmanager

@@ -4,12 +4,13 @@
   with its position and top-1 in ``extra``; written to a temporary file and moved into place, so an
   evaluator never reads half a file.
 - ``RUN_DIR/train_metrics.parquet``: one row per epoch (phase, part, epoch, loss, lr, images/s,
-  top-1 of the max/min/sampled subnets), rewritten atomically from the checkpointed history, so a
+  the share of the step time spent waiting for data, top-1 of the max/min/sampled subnets), rewritten atomically from the checkpointed history, so a
   resumed run's file equals an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,19 @@ def publish_epoch(run_dir: Path, net: nn.Module, history: list[dict[str, Any]], 
     write_metrics(TrainFiles(run_dir).metrics, history)
 
 
+def data_wait_share(row: dict[str, Any]) -> float:
+    """The epoch's share of step time spent waiting for data; NaN for rows written before it was measured."""
+    value = row.get("data_wait_share")
+    return float(value) if value is not None else math.nan
+
+
 def format_progress(row: dict[str, Any]) -> str:
     """One progress line per epoch."""
+    share = data_wait_share(row)
+    waiting = f" (data wait {share:.0%})" if math.isfinite(share) else ""
     return (
         f"[train] epoch {row['epoch']}/{row['total_epochs']} {row['phase']}/{row['part']} "
         f"({row['part_epoch']}/{row['part_epochs']}) loss {row['loss']:.3f} lr {row['lr']:.2e} "
-        f"{row['images_per_s']:.0f} img/s | top1 max {row['top1_max']:.1f} min {row['top1_min']:.1f} "
+        f"{row['images_per_s']:.0f} img/s{waiting} | top1 max {row['top1_max']:.1f} min {row['top1_min']:.1f} "
         f"best {row['top1_best']:.1f}"
     )
