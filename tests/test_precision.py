@@ -272,3 +272,22 @@ def test_evaluator_measures_top1_under_bf16_and_recalibrates_in_fp32(tmp_path):
     direct = 100.0 * float((logits.float().argmax(1) == workers["bf16"].scorer.val_labels).double().mean())
     assert top1["bf16"] == pytest.approx(direct)
     assert 0.0 <= top1["fp32"] <= 100.0
+
+
+def test_bf16_fine_tuning_autocasts_its_training_and_exports_an_exact_fp32_model(tmp_path, monkeypatch):
+    from pipeline.config import DataConfig, FinetuneConfig
+    from pipeline.supernet.checkpoint import save_supernet
+    from pipeline.train.finetune import finetune_architecture
+
+    used: list[str] = []
+    original = ForwardPrecision.autocast
+    monkeypatch.setattr(ForwardPrecision, "autocast", lambda self: used.append(self.name) or original(self))
+    path = tmp_path / "supernet.pt"
+    net = make_net(early_exits=False)
+    save_supernet(path, net)
+    settings = FinetuneConfig(max_epochs=2, patience=1, batch_size=32, lr=0.01, optimizer="sgd")
+    row = finetune_architecture(net.space.sample(np.random.default_rng(1)), path,
+                                DataConfig(dataset="synthetic", synthetic_images=96, synthetic_classes=4),
+                                settings, tmp_path / "models", precision="bf16")
+    assert used and set(used) == {"bf16"}
+    assert row["onnx_max_abs_diff"] <= 1e-4 and 0.0 <= row["top1"] <= 100.0
