@@ -157,9 +157,9 @@ class TrainConfig(Section):
     cream: CreamConfig = CreamConfig()
     num_workers: int = Field(1, ge=0)
     use_gpu: bool = False
-    #: autocast of the forward passes of training, adaptation and fine-tuning (loss and BN
-    #: recalibration stay fp32); fp16 (with a gradient scaler) needs use_gpu
-    precision: Precision = "fp32"
+    precision: Precision = Field("fp32", description=(
+        "autocast of the forward passes of training, adaptation and fine-tuning (loss and BN "
+        "recalibration stay fp32); fp16 (with a gradient scaler) needs use_gpu"))
     threads_per_worker: int | None = Field(None, ge=1)
     max_failures: int = Field(2, ge=0)
     eval_subnets: int = Field(3, ge=0)
@@ -278,9 +278,9 @@ class EvaluateConfig(Section):
     calibration_batch_size: int = Field(256, ge=1)
     calibration_seed: int = Field(0, ge=0)
     eval_batch_size: int = Field(512, ge=1)
-    #: autocast of the evaluator actors' top-1 forward passes (BN recalibration stays fp32); the
-    #: actors run on CPUs, where fp16 is refused
-    precision: Precision = "fp32"
+    precision: Precision = Field("fp32", description=(
+        "autocast of the evaluator actors' top-1 passes (BN recalibration stays fp32); "
+        "fp16 is refused: the actors run on CPUs"))
     val_images: int | None = Field(None, ge=1)  # None = the whole validation split
     candidate_timeout_s: float = Field(600.0, gt=0.0)
     max_retries: int = Field(2, ge=0)
