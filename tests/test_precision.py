@@ -291,3 +291,26 @@ def test_bf16_fine_tuning_autocasts_its_training_and_exports_an_exact_fp32_model
                                 settings, tmp_path / "models", precision="bf16")
     assert used and set(used) == {"bf16"}
     assert row["onnx_max_abs_diff"] <= 1e-4 and 0.0 <= row["top1"] <= 100.0
+
+
+def test_bf16_adaptation_autocasts_and_republishes(tmp_path, monkeypatch):
+    from pipeline.supernet.checkpoint import adaptation_round, load_supernet, save_supernet
+    from pipeline.train.adapt import adapt_supernet
+
+    used: list[str] = []
+    original = ForwardPrecision.autocast
+    monkeypatch.setattr(ForwardPrecision, "autocast", lambda self: used.append(self.name) or original(self))
+    config = load_config(overrides=[
+        "data.dataset=synthetic", "data.synthetic_images=64", "data.synthetic_classes=4", "data.batch_size=16",
+        "supernet.stage_widths=[8,8,16,16,24]", "supernet.resolutions=[16]", "train.precision=bf16",
+        "train.calibration_images=16", "train.threads_per_worker=1",
+        "search.adaptation.steps_per_epoch=2", "search.adaptation.num_workers=0"])
+    net = OFAv2Supernet(OFAv2Space(**TINY), num_classes=4, seed=0)
+    save_supernet(tmp_path / "supernet" / "supernet.pt", net)
+    archs = sampled_archs(net.space, 1, 3)[0]
+    metrics = adapt_supernet(config, tmp_path, archs)
+    assert set(used) == {"bf16"} and np.isfinite(metrics["loss"])
+    adapted, extra = load_supernet(tmp_path / "supernet" / "supernet.pt")
+    assert adaptation_round(extra) == 1
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in adapted.parameters())
+    assert not torch.equal(adapted.state_dict()["stem.0.weight"], net.state_dict()["stem.0.weight"])
