@@ -75,8 +75,9 @@ class SupernetConfig(Section):
 
 
 PhaseName = Literal["full", "kernel", "level", "height", "depth", "expand"]
-#: the NATv2 surrogates ``pipeline.search.surrogates`` can build
-SurrogateName = Literal["lgbm", "lgbm_rank", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]
+#: the NATv2 surrogates a config may name (``pipeline.search.surrogates`` builds them; its
+#: experimental ones are reachable only through the benchmark's variants)
+SurrogateName = Literal["lgbm", "rf", "extra_trees", "dtree", "gp", "rbf", "mlp", "ridge"]
 #: named surrogate sets for ``search.surrogates`` (``nat``: NAT's adaptive switching)
 SURROGATE_PRESETS: dict[str, tuple[str, ...]] = {"nat": ("rbf", "gp", "mlp", "dtree")}
 TRAIN_PHASES: tuple[str, ...] = get_args(PhaseName)
@@ -351,7 +352,12 @@ class AdaptationConfig(Section):
 
 
 class SearchConfig(Section):
-    """NATv2 search. The defaults are the engine's tuned defaults (``jobs/bench_search.py``)."""
+    """NATv2 search. The defaults are the engine's tuned defaults (``jobs/bench_search.py``).
+
+    This section is the one declaration of the engine's settings: ``NATv2Settings``
+    (``pipeline.search.settings``) is generated from its keys. Options measured no better than
+    these defaults are not keys; they are the benchmark's variants (``pipeline.bench.search``).
+    """
 
     space: Literal["ofav2", "natsbench"] = "ofav2"
     table: str | None = None  # natsbench only: the NATS-Bench-format CSV
@@ -370,7 +376,6 @@ class SearchConfig(Section):
     surrogates: list[SurrogateName] = Field(
         ["lgbm", "gp", "ridge"], min_length=1
     )
-    ensemble_size: int = Field(0, ge=0)
     cv_folds: int = Field(5, ge=2)
     surrogate_population: int = Field(100, ge=4)
     surrogate_generations: int = Field(20, ge=1)
@@ -378,12 +383,6 @@ class SearchConfig(Section):
     #: objective; ``nat``: NAT's rule, the surrogate front spread along the cheap objectives only;
     #: ``hvi``: K picks one by one for the largest predicted hypervolume gain over the archive's front
     subset_selection: Literal["natv2", "nat", "hvi"] = "natv2"
-    #: small-archive phase: while fewer than ``early_rows`` architectures are measured (0: never),
-    #: fit ``early_surrogates`` and select by ``early_subset_selection`` (cross-validated switching
-    #: is unreliable on a handful of rows; a GP with ``hvi`` starts better on unfamiliar tables)
-    early_rows: int = Field(0, ge=0)
-    early_surrogates: list[SurrogateName] = Field(["gp"], min_length=1)
-    early_subset_selection: Literal["natv2", "nat", "hvi"] = "hvi"
     adaptation: AdaptationConfig = AdaptationConfig()
 
     @model_validator(mode="before")

@@ -18,6 +18,7 @@ from pipeline.search.archive_store import ArchiveStore
 from pipeline.search.driver import run_search
 from pipeline.search.natv2 import NATv2Engine, NATv2Settings
 from pipeline.search.pareto import high_tradeoff_mask, nondominated_ranks, to_minimization
+from pipeline.search.settings import NATv2Experiments
 
 FAST = replace(SHARED_FAST, max_evaluations=40, archive_size=10, initial_factor=2.0)
 
@@ -171,7 +172,8 @@ def test_small_archive_phase_fits_the_early_surrogates_and_selection_then_the_re
     monkeypatch.setattr(natv2, "AdaptiveSurrogate", Spy)
     monkeypatch.setattr(natv2, "hypervolume_greedy", greedy)
     evaluator = TableEvaluator(table)
-    engine = _engine(evaluator, replace(FAST, early_rows=25, early_surrogates=("gp",), early_subset_selection="hvi"))
+    engine = _engine(evaluator, replace(FAST, experiments=NATv2Experiments(early_rows=25, early_surrogates=("gp",),
+                                                                       early_subset_selection="hvi")))
     while not engine.done:
         candidates = engine.ask()
         engine.tell(evaluator.evaluate([c.arch for c in candidates]))

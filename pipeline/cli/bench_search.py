@@ -8,7 +8,9 @@ evaluations, side by side; prints the median HV ratio and the search's own secon
 budget, writes every per-seed row to DIR/bench_search.parquet and the median curve with its
 25-75 % band to DIR/hv_vs_evaluations.png. ``--derive SEED``
 benchmarks a derived table instead (same architectures and costs, accuracies re-ranked by a
-seeded function) to check that the defaults do not depend on one table.
+seeded function) to check that the defaults do not depend on one table. Beside these methods,
+``--methods`` takes the NATv2 variants of ``pipeline.bench.search.NATV2_VARIANTS``: NAT's own
+choices and the experiments measured no better than the defaults, which no config can set.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dataclasses import asdict
     from functools import partial
 
     from pipeline.atomic import write_parquet_atomic
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from pipeline.errors import ConfigError
     from pipeline.evaluate.table import TableEvaluator, load_table
-    from pipeline.search.natv2 import NATv2Settings
+    from pipeline.search.settings import NATv2Settings
 
     args = parse_args(argv)
     try:
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = frame.assign(table=str(args.table), derived=-1 if args.derive is None else args.derive)
     out = Path(args.out)
     write_parquet_atomic(frame, out / "bench_search.parquet",
-                         {"settings": settings.__dict__, "budgets": budgets, "seeds": seeds, "table": str(args.table)})
+                         {"settings": asdict(settings), "budgets": budgets, "seeds": seeds, "table": str(args.table)})
     summary = medians(frame)
     print(f"median HV ratio over {len(seeds)} seeds (table {args.table}"
           + (f", derived with seed {args.derive}" if args.derive is not None else "") + ")")

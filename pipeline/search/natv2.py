@@ -98,14 +98,10 @@ class NATv2Engine:
         self.upper = np.asarray(space.gene_upper_bounds(), dtype=np.int64)
         cheap = set(cheap_metric_names)
         self.predicted = [o.name for o in self.objectives if o.name not in cheap and o.name not in self.latency_predictors]
-        self.surrogates = {
-            name: AdaptiveSurrogate(settings.surrogates, self.upper, settings.cv_folds, settings.ensemble_size)
-            for name in self.predicted
-        }
-        self.early_surrogates = {  # while the archive is small (``settings.early_rows``)
-            name: AdaptiveSurrogate(settings.early_surrogates, self.upper, settings.cv_folds, settings.ensemble_size)
-            for name in self.predicted
-        }
+        self.surrogates = self._surrogate_bank_of(settings.surrogates)
+        # experimental small-archive phase (``settings.experiments.early_rows``): a second bank, only when asked
+        self.early_surrogates = (self._surrogate_bank_of(settings.experiments.early_surrogates)
+                                 if settings.experiments.early_rows > 0 else {})
         self._cheap_cache: dict[str, dict[str, float]] = {}
         self._ends = {space.arch_id(space.smallest()), space.arch_id(space.largest())}
         self.state = EngineState(seed=seed)
@@ -291,11 +287,19 @@ class NATv2Engine:
         self.rng.bit_generator.state = state.rng_state
 
     # -- surrogates and proposals ------------------------------------------------------------
+    def _surrogate_bank_of(self, names: Sequence[str]) -> dict[str, AdaptiveSurrogate]:
+        """One adaptive surrogate per predicted objective, switching among ``names``."""
+        ensemble_size = self.settings.experiments.ensemble_size
+        return {name: AdaptiveSurrogate(names, self.upper, self.settings.cv_folds, ensemble_size=ensemble_size)
+                for name in self.predicted}
+
     @property
     def early(self) -> bool:
-        """Whether fewer than ``settings.early_rows`` current architectures are measured: the
-        engine then fits ``early_surrogates`` and selects by ``early_subset_selection``."""
-        return self.settings.early_rows > 0 and len(self._current_ok()) < self.settings.early_rows
+        """Whether the experimental small-archive phase is on: fewer than ``experiments.early_rows``
+        current architectures are measured, so the engine fits ``experiments.early_surrogates`` and
+        selects by ``experiments.early_subset_selection``."""
+        early_rows = self.settings.experiments.early_rows
+        return early_rows > 0 and len(self._current_ok()) < early_rows
 
     def _surrogate_bank(self) -> dict[str, AdaptiveSurrogate]:
         return self.early_surrogates if self.early else self.surrogates
@@ -355,8 +359,9 @@ class NATv2Engine:
         return [archs[i] for i in chosen], predicted
 
     def _select(self, minimized: np.ndarray, k: int) -> np.ndarray:
-        """K of the surrogate search's candidates, by ``settings.subset_selection`` (early: ``early_subset_selection``)."""
-        rule = self.settings.early_subset_selection if self.early else self.settings.subset_selection
+        """K of the surrogate search's candidates, by ``settings.subset_selection`` (in the
+        experimental small-archive phase: ``experiments.early_subset_selection``)."""
+        rule = self.settings.experiments.early_subset_selection if self.early else self.settings.subset_selection
         if rule == "nat":  # NAT: the surrogate front, spread along the cheap objectives
             cheap = [j for j, o in enumerate(self.objectives) if o.name not in self.surrogates]
             return select_candidates(minimized, k, None, spread_columns=cheap or None)

@@ -2,13 +2,18 @@
 
 A surrogate maps integer genes to one objective (usually ``top1``). Every surrogate is a
 scikit-learn pipeline: the genes are fed both as ordinal values and one-hot encoded (categories
-known from the space's gene bounds), then to a regressor from scikit-learn or LightGBM
-(``lgbm_rank``: LightGBM's LambdaRank objective, for the order only; ``RankingRegressor``).
+known from the space's gene bounds), then to a regressor from scikit-learn or LightGBM.
 
 Adaptive switching (NAT): every refit scores each configured surrogate by the mean Kendall tau
 (``scipy.stats.kendalltau``) of its held-out predictions under K-fold cross-validation and keeps
-the best. The special name ``"ensemble"`` is a candidate too: the mean of the standardised
-predictions of the ``ensemble_size`` best single surrogates, scored under the same folds.
+the best.
+
+Experimental, measured no better than the defaults and reachable only through the benchmark's
+variants (``pipeline.bench.search``), not through a config: the surrogate ``lgbm_rank``
+(``EXPERIMENTAL_SURROGATES``: LightGBM's LambdaRank objective, for the order only;
+``RankingRegressor``) and the keyword-only ``ensemble_size``: the special name ``"ensemble"``
+becomes a candidate, the mean of the standardised predictions of the ``ensemble_size`` best single
+surrogates, scored under the same folds.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def _scaled_target(model: RegressorMixin) -> RegressorMixin:
 
 
 class RankingRegressor(RegressorMixin, BaseEstimator):
-    """LightGBM's LambdaRank (``LGBMRanker``) used as a regressor, since only the order matters.
+    """Experimental: LightGBM's LambdaRank (``LGBMRanker``) used as a regressor, since only the order matters.
 
     The targets become ``levels`` relevance grades by quantile, all in one query; every pair counts
     (the truncation level is the number of rows) and the grades gain linearly, so the whole order
@@ -106,7 +111,9 @@ def _regressor(name: str, seed: int) -> RegressorMixin:
     raise ValueError(f"unknown surrogate {name!r}; known: {', '.join(SURROGATE_NAMES)}")
 
 
-SURROGATE_NAMES: tuple[str, ...] = get_args(SurrogateName)
+#: surrogates no config can name (measured no better than ``lgbm``); the benchmark's variants use them
+EXPERIMENTAL_SURROGATES: tuple[str, ...] = ("lgbm_rank",)
+SURROGATE_NAMES: tuple[str, ...] = (*get_args(SurrogateName), *EXPERIMENTAL_SURROGATES)
 _SCALED = {"gp", "rbf", "mlp", "ridge"}
 
 
@@ -171,9 +178,12 @@ class AdaptiveSurrogate:
         names: Sequence[str],
         gene_upper_bounds: np.ndarray,
         cv_folds: int = 5,
-        ensemble_size: int = 0,
         min_fold_size: int = 3,
+        *,
+        ensemble_size: int = 0,
     ):
+        """``ensemble_size`` (experimental, keyword-only): also score the mean of the best
+        ``ensemble_size`` surrogates as the candidate ``"ensemble"`` (0: never)."""
         unknown = [n for n in names if n not in SURROGATE_NAMES]
         if unknown or not names:
             raise ValueError(f"unknown surrogate(s) {unknown}; known: {', '.join(SURROGATE_NAMES)}")
