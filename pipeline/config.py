@@ -168,7 +168,6 @@ class TrainConfig(Section):
     eval_images: int | None = Field(None, ge=1)
     calibration_images: int = Field(500, ge=1)
     calibration_batch_size: int = Field(100, ge=1)
-    fail_at_epoch: int | None = Field(None, ge=0)  # test hook: a worker dies once at this epoch
     #: a supernet checkpoint whose tensors (matched by name and shape) initialise this supernet;
     #: the phases may then start after 'full', and the dimensions of unlisted phases are elastic
     init_from: str | None = None

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.train.loop import FAULT_EPOCH_VARIABLE
+
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = [
     "run.name=cli", "ray.num_cpus=2", "data.dataset=synthetic", "data.synthetic_images=96",
@@ -21,20 +23,20 @@ SETTINGS = [
 EE_DP_PHASES = ["full", "kernel", "level", "level"] + ["height"] * 4 + ["depth"] * 2 + ["expand"] * 2
 
 
-def _train(out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _train(out: Path, *extra: str, fail_at_epoch: int) -> subprocess.CompletedProcess:
     args = [a for s in SETTINGS for a in ("--set", s)]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {FAULT_EPOCH_VARIABLE: str(fail_at_epoch)}
     return subprocess.run([sys.executable, "jobs/train_supernet.py", *args, "--out", str(out), *extra],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_two_worker_ee_dp_run_dies_and_resumes_from_its_last_epoch(tmp_path):
     out = tmp_path / "run"
-    died = _train(out, "--set", "train.fail_at_epoch=5", "--set", "train.max_failures=0")
+    died = _train(out, "--set", "train.max_failures=0", fail_at_epoch=5)
     assert died.returncode != 0, died.stdout[-2000:]
     partial = pd.read_parquet(out / "train_metrics.parquet")
     assert partial["epoch"].tolist() == [1, 2, 3, 4, 5]  # rank 0 published epoch 5 before the other rank died
-    resumed = _train(out, "--resume", "--set", "train.fail_at_epoch=5", "--set", "train.max_failures=0")
+    resumed = _train(out, "--resume", "--set", "train.max_failures=0", fail_at_epoch=5)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     history = pd.read_parquet(out / "train_metrics.parquet")
     assert history["epoch"].tolist() == list(range(1, len(EE_DP_PHASES) + 1))

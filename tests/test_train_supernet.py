@@ -19,6 +19,7 @@ from pipeline.config import PipelineConfig, load_config
 from pipeline.errors import CheckpointError
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.train import train_supernet
+from pipeline.train.loop import FAULT_EPOCH_VARIABLE
 from pipeline.train.state import STATE_FILE, load_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,9 +63,10 @@ def test_ee_d_runs_every_phase_in_process(ee_d_run):
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 4)
 
 
-def test_driver_restart_resumes_and_matches_uninterrupted_run(ee_d_run, tmp_path):
+def test_driver_restart_resumes_and_matches_uninterrupted_run(ee_d_run, tmp_path, monkeypatch):
     reference = pd.read_parquet(ee_d_run[0] / "train_metrics.parquet")
-    config = tiny_config("train.distillation=dynamic", "train.fail_at_epoch=4")
+    monkeypatch.setenv(FAULT_EPOCH_VARIABLE, "4")
+    config = tiny_config("train.distillation=dynamic")
     with pytest.raises(RuntimeError, match="injected fault"):
         train_supernet(config, tmp_path)
     partial = pd.read_parquet(tmp_path / "train_metrics.parquet")
@@ -92,8 +94,9 @@ def test_ee_dp_with_cream_runs_every_phase_in_process(tmp_path):
     assert len(state.board["entries"]) == 3 and state.meta is not None
 
 
-def test_two_workers_survive_a_killed_worker(ray_local, tmp_path):
-    config = tiny_config("train.num_workers=2", "train.distillation=fixed", "train.fail_at_epoch=3",
+def test_two_workers_survive_a_killed_worker(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_EPOCH_VARIABLE, "3")
+    config = tiny_config("train.num_workers=2", "train.distillation=fixed",
                          "train.max_failures=1", "train.eval_subnets=0", "train.calibration_images=16")
     metrics = train_supernet(config, tmp_path)
     assert metrics["epoch"] == 10 and metrics["world_size"] == 2

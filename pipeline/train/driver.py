@@ -26,7 +26,7 @@ from pipeline.atomic import write_text_atomic
 from pipeline.config import PipelineConfig
 from pipeline.supernet.init_from import preview
 from pipeline.train.files import TrainFiles
-from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, train_loop_per_worker
+from pipeline.train.loop import LOCAL_CHECKPOINT_PREFIX, injected_fault_epoch, train_loop_per_worker
 from pipeline.train.progress import PLAIN_PROGRESS, Progress, epoch_lines
 from pipeline.train.workers import fit_trainer, torch_trainer
 
@@ -71,6 +71,7 @@ def train_supernet(config: PipelineConfig, run_dir: Path, resume: bool = False,
         "resume_from": str(resume_from) if resume_from else None,
         "fault_marker": str(train_root / name / "fault_injected"),
         "init_from": str(Path(train.init_from).resolve()) if train.init_from else None,
+        "fail_at_epoch": injected_fault_epoch(),  # read here, so it reaches workers on any node
     }
     if train.init_from and not resume:
         for line in preview(config.supernet, train.init_from):

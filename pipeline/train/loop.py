@@ -31,9 +31,11 @@ Data throughput: each epoch's row carries ``data_wait_s``, the time the step loo
 next batch from the data stream (averaged over ranks), and ``data_wait_share``, that time as a share
 of the epoch's step time (``train_s``); the driver's line shows it (``train.progress``).
 
-Fault injection (tests): ``train.fail_at_epoch = E`` makes the last rank die after the first step
-of global epoch E (``os._exit`` under Ray, a ``RuntimeError`` in-process), once per run: a marker
-file next to the run's checkpoints records that it happened.
+Fault injection (tests only, never a config key): the environment variable ``FAULT_EPOCH_VARIABLE``
+set to E in the driver's process (``train.driver`` reads it and hands it to every worker in the
+loop's settings) makes the last rank die after the first step of global epoch E (``os._exit``
+under Ray, a ``RuntimeError`` in-process), once per run: a marker file next to the run's
+checkpoints records that it happened.
 """
 
 from __future__ import annotations
@@ -92,6 +94,14 @@ from pipeline.train.teacher import build_teacher
 from pipeline.train.workers import torch_threads
 
 LOCAL_CHECKPOINT_PREFIX = "local_checkpoint_"
+#: tests set it to an epoch number to make one worker die there (see the module docstring)
+FAULT_EPOCH_VARIABLE = "PIPELINE_TEST_FAIL_AT_EPOCH"
+
+
+def injected_fault_epoch() -> int | None:
+    """The epoch ``FAULT_EPOCH_VARIABLE`` asks a worker to die at (None: no fault)."""
+    value = os.environ.get(FAULT_EPOCH_VARIABLE, "").strip()
+    return int(value) if value else None
 
 
 def make_space(config: PipelineConfig) -> OFAv2Space:
@@ -269,7 +279,7 @@ class SupernetTrainer:
         return endless_batches(self.splits, self.config.data.batch_size, self.info, self.seed, 10, global_epoch)
 
     def _maybe_fail(self, global_epoch: int) -> None:
-        if self.train.fail_at_epoch != global_epoch or self.info.rank != self.info.world_size - 1:
+        if self.settings.get("fail_at_epoch") != global_epoch or self.info.rank != self.info.world_size - 1:
             return
         marker = Path(self.settings["fault_marker"])
         if marker.exists():
@@ -277,7 +287,7 @@ class SupernetTrainer:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"injected fault at epoch {global_epoch}\n")
         if self.settings["local_mode"]:
-            raise RuntimeError(f"injected fault at epoch {global_epoch} (train.fail_at_epoch)")
+            raise RuntimeError(f"injected fault at epoch {global_epoch} ({FAULT_EPOCH_VARIABLE})")
         os._exit(1)
 
     def run_epoch(self, part: PartPlan) -> dict[str, Any]:
