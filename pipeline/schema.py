@@ -29,6 +29,8 @@ from pipeline.errors import ResultsError
 #: an architecture: a small JSON-serialisable value (see ``pipeline.space.base``)
 Architecture = dict[str, Any]
 Direction = Literal["min", "max"]
+#: a profile's median latency column is ``LATENCY_PREFIX + <profile>`` (the one spelling of it)
+LATENCY_PREFIX = "latency_ms@"
 
 
 @dataclass(frozen=True)

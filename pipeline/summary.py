@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.run_dir import RunDir
+from pipeline.schema import LATENCY_PREFIX
 
 #: the result files a summary lists when they exist, in the order the stages write them
 RESULT_FILES = ("config.yaml", "supernet/supernet.pt", "train_metrics.parquet", "archive.parquet",
@@ -17,7 +18,7 @@ RESULT_FILES = ("config.yaml", "supernet/supernet.pt", "train_metrics.parquet", 
 def best_rows(front: pd.DataFrame, count: int = 3, objectives: Sequence[str] = ()) -> list[str]:
     """The ``count`` rows of highest top-1, each as ``top-1 .. params .. latency ..``; the latency
     shown is the searched one (in ``objectives``) when there is one."""
-    latencies = [c for c in front.columns if c.startswith("latency_ms@")]
+    latencies = [c for c in front.columns if c.startswith(LATENCY_PREFIX)]
     latency = next((c for c in latencies if c in objectives), latencies[0] if latencies else None)
     rows = front.sort_values("top1", ascending=False).head(count) if "top1" in front else front.head(count)
     lines = []

@@ -21,8 +21,9 @@ import pandas as pd
 
 from pipeline.atomic import write_parquet_atomic
 from pipeline.evaluate.interface import Objective
+from pipeline.schema import LATENCY_PREFIX
 
-OBJECTIVES = (Objective("top1", "max"), Objective("latency_ms@local_one_thread", "min"))
+OBJECTIVES = (Objective("top1", "max"), Objective(f"{LATENCY_PREFIX}local_one_thread", "min"))
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
-from pipeline.schema import Objective
+from pipeline.schema import LATENCY_PREFIX, Objective
 
 MEASURED_METRICS: tuple[str, ...] = ("top1", "params_m", "macs_m")
-LATENCY_PREFIX = "latency_ms@"
 
 
 def ofav2_objectives(config: PipelineConfig) -> list[Objective]:

@@ -41,6 +41,7 @@ from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
 from pipeline.evaluate.interface import EvaluationResult, Evaluator, OnMeasured
 from pipeline.evaluate.predictor import LatencyPredictor, held_out_error
 from pipeline.evaluate.profiles import latency_metric, resolve_profiles
+from pipeline.schema import LATENCY_PREFIX
 from pipeline.space.base import Architecture, arch_id
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet.checkpoint import adaptation_round
@@ -157,7 +158,7 @@ class OFAv2ActorEvaluator(Evaluator):
     def latency_predictors(self, objectives: Sequence[Any]) -> dict[str, MeasuredLatencyPredictor] | None:
         """One refitting predictor per ``latency_ms@PROFILE`` objective (None when there is none)."""
         predictors = {o.name: MeasuredLatencyPredictor(self, o.name.split("@", 1)[1])
-                      for o in objectives if o.name.startswith("latency_ms@")}
+                      for o in objectives if o.name.startswith(LATENCY_PREFIX)}
         return predictors or None
 
     def _archived_latencies(self, metric: str) -> dict[str, tuple[Architecture, float]]:

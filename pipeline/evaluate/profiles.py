@@ -15,16 +15,17 @@ from typing import Any
 from pipeline.config import EvaluateConfig, HardwareProfile
 from pipeline.errors import ProfileError
 from pipeline.onnx_runtime import provider_chain
+from pipeline.schema import LATENCY_PREFIX
 
 
 def latency_metric(profile: str) -> str:
     """Name of the median latency metric of ``profile``."""
-    return f"latency_ms@{profile}"
+    return f"{LATENCY_PREFIX}{profile}"
 
 
 def latency_metrics(profile: str) -> tuple[str, str, str]:
     """Median, p90 and CV metric names of ``profile``."""
-    return f"latency_ms@{profile}", f"latency_p90_ms@{profile}", f"latency_cv@{profile}"
+    return latency_metric(profile), f"latency_p90_ms@{profile}", f"latency_cv@{profile}"
 
 
 def resolve_profiles(config: EvaluateConfig, names: Sequence[str] | None = None) -> list[HardwareProfile]:

@@ -28,6 +28,7 @@ from pipeline.atomic import write_parquet_atomic
 from pipeline.config import GenerateConfig, PipelineConfig
 from pipeline.errors import BudgetError, CheckpointError
 from pipeline.evaluate.interface import Evaluator
+from pipeline.evaluate.objectives import latency_metrics
 from pipeline.generate.budget import parse_budgets, parse_metrics
 from pipeline.generate.fitted import FittedGenerator
 from pipeline.generate.predictors import ExactCostFn
@@ -54,9 +55,8 @@ class RunFiles(Protocol):
 def check_generate_settings(config: PipelineConfig) -> None:
     """Budget metrics and budgets of the generate stage, checked before any long work starts:
     a metric must be one the ofav2 run measures; budgets must be positive, one value per metric."""
-    profiles = [f"latency_ms@{profile.name}" for profile in config.evaluate.profiles]
     metrics = parse_metrics(config.generate.budget_metrics)
-    check_metrics(metrics, ["params_m", "macs_m", *profiles])
+    check_metrics(metrics, ["params_m", "macs_m", *latency_metrics(config)])
     if config.generate.budgets:
         parse_budgets(config.generate.budgets, len(metrics))
 

@@ -46,6 +46,7 @@ from pipeline.generate.predictors import (
     fit_cost_models,
 )
 from pipeline.generate.ranker import ParetoRanker
+from pipeline.schema import LATENCY_PREFIX
 from pipeline.search.termination import MaxEvaluations, Progress
 from pipeline.space.base import Architecture, SearchSpace
 
@@ -378,7 +379,7 @@ def trainer_on_archive(space: SearchSpace, archive: pd.DataFrame, settings: Gene
     """A trainer fitted on an archive frame's ``ok`` rows (``budgets`` are only validated, first)."""
     if "arch" not in archive or "top1" not in archive:
         raise BudgetError("the archive lacks an 'arch' or 'top1' column; it is not a search archive")
-    measured = [c for c in archive.columns if c in ARCHIVE_COSTS or c.startswith("latency_ms@")]
+    measured = [c for c in archive.columns if c in ARCHIVE_COSTS or c.startswith(LATENCY_PREFIX)]
     offered = tuple(check_cost_fn(space.smallest())) if check_cost_fn is not None else ()
     check_metrics(settings.budget_metrics, list(exact_names) + measured + list(offered))
     trainer = PNAGTrainer(space, settings, seed, exact_cost_fn, exact_names, check_cost_fn)
