@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.atomic import write_parquet_atomic, write_text_atomic
-from pipeline.config import DataConfig, FinetuneConfig, PipelineConfig
+from pipeline.config import DataConfig, EvaluateConfig, FinetuneConfig, PipelineConfig, TrainConfig
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
 from pipeline.data.batching import iterate_batches
@@ -55,7 +55,7 @@ from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
 from pipeline.train.evaluation import count_correct
 from pipeline.train.files import TrainFiles
 from pipeline.train.losses import multi_exit_loss
-from pipeline.train.optim import parameter_groups
+from pipeline.train.optim import momentum_sgd, parameter_groups
 from pipeline.train.progress import PLAIN_PROGRESS, Progress, TrialLines
 
 _log = logging.getLogger(__name__)
@@ -95,15 +95,16 @@ def evaluate_module(
 
 def _train_epochs(
     module: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, resolution: int,
-    settings: FinetuneConfig, exit_weights: Sequence[float], epochs: int, seed: int, device: torch.device,
+    settings: FinetuneConfig, train: TrainConfig, epochs: int, seed: int, device: torch.device,
     on_epoch: Callable[[int, float], bool] | None = None, precision: ForwardPrecision = FP32,
 ) -> None:
-    """Train for up to ``epochs``; ``on_epoch(epoch, train_loss)`` returning True stops early."""
+    """Train for up to ``epochs``; ``on_epoch(epoch, train_loss)`` returning True stops early.
+    The exit weights and SGD's momentum are supernet training's (``train``)."""
     groups = parameter_groups(module, settings.weight_decay)
     if settings.optimizer == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=settings.lr)
     else:
-        optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True)
+        optimizer = momentum_sgd(groups, settings.lr, train)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     generator = torch.Generator().manual_seed(seed)
     scaler = precision.grad_scaler()
@@ -116,7 +117,7 @@ def _train_epochs(
             x = precision.prepare_batch(train_transform(x.to(device), splits.mean, splits.std, resolution, generator))
             with precision.autocast():
                 output = module(x)
-            loss = _loss(float_logits(output), y.to(device), exit_weights, settings.label_smoothing)
+            loss = _loss(float_logits(output), y.to(device), train.exit_weights, settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -131,23 +132,25 @@ def _train_epochs(
             return
 
 
-def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exits: bool,
-                      splits: Splits) -> tuple[SearchSpace, dict[str, Any], nn.Module, bool]:
-    """(space, canonical arch, extracted subnet with BN recalibrated, whether it holds every exit)."""
+def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exits: bool, splits: Splits,
+                      evaluate: EvaluateConfig) -> tuple[SearchSpace, dict[str, Any], nn.Module, bool]:
+    """(space, canonical arch, extracted subnet with BN recalibrated, whether it holds every exit).
+    BN is recalibrated on as many training images, in batches as large, as the evaluator's."""
     supernet, _ = load_supernet(supernet_path)
     space = supernet.space
     arch = space.validate(arch)
     joint = joint_exits and "exit" in arch
     resolution = int(arch["resolution"])
     initial = supernet.extract(arch, all_exits=joint)
-    calibration = [eval_transform(splits.train_images[i:i + 256], splits.mean, splits.std, resolution)
-                   for i in range(0, min(len(splits.train_images), 2000), 256)]
+    batch = evaluate.calibration_batch_size
+    calibration = [eval_transform(splits.train_images[i:i + batch], splits.mean, splits.std, resolution)
+                   for i in range(0, min(len(splits.train_images), evaluate.calibration_images), batch)]
     recalibrate_bn(initial, calibration)
     return space, arch, initial, joint
 
 
 def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings: FinetuneConfig,
-                    exit_weights: Sequence[float], seed: int, device: torch.device,
+                    train: TrainConfig, seed: int, device: torch.device,
                     report: Reporter | None, precision: ForwardPrecision = FP32) -> dict[str, float]:
     """Stage 1: train on the training split, stop when validation loss stalls for ``patience``."""
     best = {"epoch": 0, "val_loss": math.inf}
@@ -165,7 +168,7 @@ def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings
             report({"stage": 1, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_top1": val_top1})
         return stale[0] >= settings.patience
 
-    _train_epochs(module, splits.train_images, splits.train_labels, splits, resolution, settings, exit_weights,
+    _train_epochs(module, splits.train_images, splits.train_labels, splits, resolution, settings, train,
                   settings.max_epochs, seed, device, after_epoch, precision)
     return best
 
@@ -188,26 +191,31 @@ def finetune_architecture(
     settings: FinetuneConfig,
     models_dir: str | Path,
     seed: int = 0,
-    exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
+    train: TrainConfig | None = None,
+    evaluate: EvaluateConfig | None = None,
     report: Reporter | None = None,
     splits: Splits | None = None,
     precision: str = "fp32",
 ) -> dict[str, Any]:
     """Fine-tune one architecture (two stages), export it to ONNX, and return its row.
 
+    From the other sections (their defaults when None): ``train``'s exit weights and SGD momentum,
+    ``evaluate``'s BN calibration sizes.
+
     With joint exits the extra heads only help training: the exported graph, and the costs in the
     row, are the chosen subnet's own (its exit alone), equal to its archive row's. ``precision``
     is ``train.precision``, for the training forward passes.
     """
     started = time.perf_counter()
+    train, evaluate = train or TrainConfig(), evaluate or EvaluateConfig()
     device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
     forward = ForwardPrecision.on(precision, device)
     splits = splits or load_splits_from_config(data, seed=seed)
-    space, arch, initial, joint = _calibrated_start(supernet_path, arch, settings.joint_exits, splits)
+    space, arch, initial, joint = _calibrated_start(supernet_path, arch, settings.joint_exits, splits, evaluate)
     arch_id, resolution = space.arch_id(arch), int(arch["resolution"])
     _, top1_before = evaluate_module(initial, splits.val_images, splits.val_labels, splits, resolution,
                                      settings.batch_size, device)
-    best = _early_stopping(copy.deepcopy(initial).to(device), splits, resolution, settings, exit_weights, seed,
+    best = _early_stopping(copy.deepcopy(initial).to(device), splits, resolution, settings, train, seed,
                            device, report, forward)
     best_epochs = max(1, int(best["epoch"]))
 
@@ -215,7 +223,7 @@ def finetune_architecture(
     module = copy.deepcopy(initial).to(device)
     images = torch.cat([splits.train_images, splits.val_images])
     labels = torch.cat([splits.train_labels, splits.val_labels])
-    _train_epochs(module, images, labels, splits, resolution, settings, exit_weights, best_epochs, seed + 1, device,
+    _train_epochs(module, images, labels, splits, resolution, settings, train, best_epochs, seed + 1, device,
                   precision=forward)
     test_images, test_labels = (splits.test_images, splits.test_labels) if len(splits.test_images) else (
         splits.val_images, splits.val_labels)
@@ -246,7 +254,8 @@ def _tune_trial(trial_config: dict[str, Any]) -> None:
         settings=FinetuneConfig.model_validate(trial_config["settings"]),
         models_dir=trial_config["models_dir"],
         seed=trial_config["seed"],
-        exit_weights=trial_config["exit_weights"],
+        train=TrainConfig.model_validate(trial_config["train"]),
+        evaluate=EvaluateConfig.model_validate(trial_config["evaluate"]),
         report=lambda metrics: tune.report({**metrics, "done": False}),
         precision=trial_config.get("precision", "fp32"),
     )
@@ -264,7 +273,8 @@ def run_finetune(
     data: DataConfig,
     settings: FinetuneConfig,
     seed: int = 0,
-    exit_weights: Sequence[float] = (0.06, 0.13, 0.20, 0.27, 0.34),
+    train: TrainConfig | None = None,
+    evaluate: EvaluateConfig | None = None,
     metadata: dict[str, Any] | None = None,
     resume: bool = False,
     progress: Progress = PLAIN_PROGRESS,
@@ -274,6 +284,7 @@ def run_finetune(
 
     Every finished trial also leaves its row in ``RUN_DIR/tune/rows/<arch_id>.json``; with
     ``resume`` those architectures are not fine-tuned again (without it, old rows are discarded).
+    ``train`` and ``evaluate`` are as ``finetune_architecture`` takes them.
     """
 
     run_dir = Path(run_dir).resolve()
@@ -291,8 +302,8 @@ def run_finetune(
     if rows:
         _log.info(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go")
     if remaining:
-        rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed, exit_weights, rows_dir,
-                            progress, precision)
+        rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed,
+                            train or TrainConfig(), evaluate or EvaluateConfig(), rows_dir, progress, precision)
     frame = pd.DataFrame(rows)
     write_parquet_atomic(frame, TrainFiles(run_dir).finetuned, metadata or {})
     return frame
@@ -307,8 +318,8 @@ def _finished_row(space: SearchSpace, arch: dict[str, Any], run_id: str, metrics
 
 
 def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Path, run_id: str, data: DataConfig,
-                settings: FinetuneConfig, seed: int, exit_weights: Sequence[float], rows_dir: Path,
-                progress: Progress, precision: str = "fp32") -> list[dict]:
+                settings: FinetuneConfig, seed: int, train: TrainConfig, evaluate: EvaluateConfig,
+                rows_dir: Path, progress: Progress, precision: str = "fp32") -> list[dict]:
     from ray import tune
 
     base = {
@@ -317,7 +328,8 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
         "settings": settings.model_dump(mode="json"),
         "models_dir": str(TrainFiles(run_dir).models_dir),
         "seed": seed,
-        "exit_weights": list(exit_weights),
+        "train": train.model_dump(mode="json"),
+        "evaluate": evaluate.model_dump(mode="json"),
         "rows_dir": str(rows_dir),
         "precision": precision,
     }
@@ -368,7 +380,7 @@ def finetune_run(config: PipelineConfig, run_dir: str | Path, resume: bool = Fal
     chosen = [space.validate(a) for a in (archs or choose(space))]
     return run_finetune(
         chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
-        settings=config.finetune, seed=config.run.seed, exit_weights=config.train.exit_weights,
+        settings=config.finetune, seed=config.run.seed, train=config.train, evaluate=config.evaluate,
         metadata={"config": config.model_dump(mode="json")}, resume=resume, progress=progress,
         precision=config.train.precision,
     )

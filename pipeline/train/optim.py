@@ -2,8 +2,9 @@
 
 - ``parameter_groups``: weight decay on convolution and linear weights only; none on BN
   parameters or biases (every 1-D tensor), as OFA trains;
-- ``make_optimizer``: progressive shrinking's SGD (Nesterov momentum from ``TrainConfig``) on
-  those groups; the learning rate is set per step by the loop.
+- ``momentum_sgd``: SGD with ``TrainConfig``'s momentum and Nesterov switch (fine-tuning's SGD too);
+- ``make_optimizer``: progressive shrinking's SGD on those groups; the learning rate is set per
+  step by the loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, TrainConfig
 
 
 def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -24,8 +25,11 @@ def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, A
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def momentum_sgd(groups: list[dict[str, Any]], lr: float, train: TrainConfig) -> torch.optim.SGD:
+    """SGD with the training config's momentum and Nesterov switch (Nesterov needs momentum > 0)."""
+    return torch.optim.SGD(groups, lr=lr, momentum=train.momentum, nesterov=train.nesterov and train.momentum > 0)
+
+
 def make_optimizer(net: nn.Module, config: PipelineConfig) -> torch.optim.Optimizer:
-    """SGD on ``parameter_groups`` with the training config's momentum and Nesterov switch."""
-    train = config.train
-    return torch.optim.SGD(parameter_groups(net, train.weight_decay), lr=0.0, momentum=train.momentum,
-                           nesterov=train.nesterov and train.momentum > 0)
+    """``momentum_sgd`` on ``parameter_groups``; the loop sets the learning rate per step."""
+    return momentum_sgd(parameter_groups(net, config.train.weight_decay), 0.0, config.train)
