@@ -154,6 +154,13 @@ def test_hvi_selection_hands_out_the_greedy_hypervolume_picks(table, monkeypatch
     assert len(picks) == engine.iteration  # one greedy selection per search iteration
 
 
+def test_the_second_surrogate_bank_exists_only_when_the_small_archive_experiment_asks(table):
+    evaluator = TableEvaluator(table)
+    assert _engine(evaluator).early_surrogates == {}
+    experiment = replace(FAST, experiments=NATv2Experiments(early_rows=25))
+    assert set(_engine(evaluator, experiment).early_surrogates) == {"top1"}
+
+
 def test_small_archive_phase_fits_the_early_surrogates_and_selection_then_the_regular_ones(table, monkeypatch):
     fits: list[tuple[tuple[str, ...], int]] = []
     greedy_calls: list[int] = []

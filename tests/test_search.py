@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST, OBJECTIVES
 
 from pipeline.config import SearchConfig
-from pipeline.errors import BudgetError
+from pipeline.errors import BudgetError, ConfigError
 from pipeline.evaluate.interface import Objective
 from pipeline.evaluate.table import TableEvaluator
 from pipeline.search.archive_store import ArchiveStore
@@ -124,6 +124,11 @@ def test_search_config_defaults_are_the_engine_defaults():
     assert settings == NATv2Settings()
     custom = NATv2Settings.from_config({"adaptation": {"enabled": True, "archs_sampled": 7}, "surrogates": ["gp"]})
     assert custom.adaptation_enabled and custom.adaptation_archs == 7 and custom.surrogates == ("gp",)
+
+
+def test_settings_take_no_key_the_search_section_does_not_have():
+    with pytest.raises(ConfigError, match="unknown key 'early_rows'"):
+        NATv2Settings.from_config({"early_rows": 50})  # an experiment, not a config key
 
 
 def test_candidates_per_iteration_scales_with_budget():
