@@ -74,7 +74,11 @@ class SearchResult:
 
 
 class NATv2Engine:
-    """NATv2 on any space, driven by ``ask`` / ``tell``."""
+    """NATv2 on any space, driven by ``ask`` / ``tell``.
+
+    ``settings`` come from the ``search`` section (``NATv2Settings.from_config``); their
+    keyword-only ``experiments`` are the benchmark's experimental options, off by default.
+    """
 
     def __init__(
         self,
