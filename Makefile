@@ -12,13 +12,13 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: demo test setup lint clean-runs
 
+# The last install is OFA's own code, the reference the OFA-import tests and bench_ofa_import
+# compare against; --no-deps, since its torchvision/gdown imports serve data loading and downloads only.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	# OFA's own code, the reference the OFA-import tests and bench_ofa_import compare against;
-	# --no-deps: its torchvision/gdown imports serve data loading and downloads only
 	$(PY) -m pip install --quiet --no-deps ofa==0.1.0.post202307202001
 	touch $(STAMP)
 
