@@ -267,7 +267,7 @@ def _infer_max_expand(state: Mapping[str, torch.Tensor], blocks: int) -> int:
     return ratios.pop()
 
 
-def _check_se(state: Mapping[str, torch.Tensor], depth: int) -> None:
+def _check_se(state: Mapping[str, torch.Tensor]) -> None:
     for stage in range(NUM_STAGES):
         has_se = f"{_elastic_key(stage, 0)}.depth_conv.se.fc.reduce.weight" in state
         if has_se != STAGE_SE[stage]:
@@ -275,11 +275,15 @@ def _check_se(state: Mapping[str, torch.Tensor], depth: int) -> None:
                                  "not an OFA MobileNetV3 supernet")
 
 
-def _choice(name: str, inferred: Any, stated: Mapping[str, Any], default: Any, sources: dict[str, str],
-            only_max: bool) -> Any:
-    """Reconcile a choice inferred from the tensors (the whole value, or only its maximum) with the
-    values the file name and the config state; every stated value must agree with the tensors."""
-    chosen, source = (inferred, "tensors") if not only_max else (default, "OFA's published lists")
+def _choice(name: str, inferred: Any, stated: Mapping[str, Any], sources: dict[str, str],
+            published: Any = None) -> Any:
+    """Reconcile a choice inferred from the tensors with the values the file name and the config state.
+
+    With ``published`` (OFA's list), the tensors give only the list's maximum, and the list comes
+    from the config, else the file name, else ``published``; every stated value must agree with
+    the tensors either way."""
+    only_max = published is not None
+    chosen, source = (published, "OFA's published lists") if only_max else (inferred, "tensors")
     for origin in ("file name", "config"):
         value = stated.get(origin, {}).get(name)
         if value is None:
@@ -317,13 +321,13 @@ def infer_layout(state: Mapping[str, torch.Tensor], file_name: str = "",
     width = _infer_width(state)
     kernels = _infer_kernels(state, blocks)
     max_expand = _infer_max_expand(state, blocks)
-    _check_se(state, max_depth)
+    _check_se(state)
     stated = {"file name": _name_hint(file_name), "config": dict(requested or {})}
     sources: dict[str, str] = {"num_classes": "tensors"}
-    width_mult = _choice("width_mult", width, stated, width, sources, only_max=False)
-    kernel_choices = _choice("kernel_choices", kernels, stated, kernels, sources, only_max=False)
-    expands = _choice("expand_choices", max_expand, stated, OFA_EXPANDS, sources, only_max=True)
-    depths = _choice("depth_choices", max_depth, stated, OFA_DEPTHS, sources, only_max=True)
+    width_mult = _choice("width_mult", width, stated, sources)
+    kernel_choices = _choice("kernel_choices", kernels, stated, sources)
+    expands = _choice("expand_choices", max_expand, stated, sources, published=OFA_EXPANDS)
+    depths = _choice("depth_choices", max_depth, stated, sources, published=OFA_DEPTHS)
     return OFALayout(float(width_mult), tuple(kernel_choices), tuple(sorted(expands)), tuple(sorted(depths)),
                      int(state["classifier.linear.weight"].shape[0]), sources)
 
