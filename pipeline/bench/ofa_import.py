@@ -101,7 +101,7 @@ def _train(config: PipelineConfig, run_dir: Path, label: str) -> dict:
     from pipeline.train import train_supernet
 
     started = time.perf_counter()
-    metrics = train_supernet(config, run_dir)
+    train_supernet(config, run_dir)
     seconds = time.perf_counter() - started
     history = pd.read_parquet(run_dir / "train_metrics.parquet")
     last = history.iloc[-1]
@@ -110,7 +110,6 @@ def _train(config: PipelineConfig, run_dir: Path, label: str) -> dict:
            "top1_smallest": float(last["top1_min"]), "top1_best": float(last["top1_best"])}
     print(f"{label}: {row['phases']} in {seconds:.0f} s; top-1 largest {row['top1_largest']:.1f} %, smallest "
           f"{row['top1_smallest']:.1f} %", flush=True)
-    del metrics
     return row
 
 
