@@ -1,7 +1,7 @@
 """ONNX export of extracted subnets and ONNX Runtime sessions.
 
 ``export_onnx`` writes a module (in eval mode) to ONNX with a fixed input shape
-``(batch_size, 3, resolution, resolution)``, input ``input`` and outputs ``logits`` (or
+``(batch_size, 3, resolution, resolution)`` (or a free batch axis with ``dynamic_batch``), input ``input`` and outputs ``logits`` (or
 ``exit_1 .. exit_N`` for a multi-output, all-exit module). It uses torch's TorchScript-based
 exporter (``dynamo=False``), which needs no extra packages and is fast for these small CNNs, and
 writes atomically (temporary file, then ``os.replace``). BN is left as ``BatchNormalization``
@@ -33,8 +33,12 @@ def _output_count(module: nn.Module, example: torch.Tensor) -> int:
 
 
 def export_onnx(module: nn.Module, path: str | Path, resolution: int, batch_size: int = 1,
-                opset: int | None = None) -> Path:
-    """Export ``module`` to ONNX at ``path`` (atomically) and return the path."""
+                opset: int | None = None, dynamic_batch: bool = False) -> Path:
+    """Export ``module`` to ONNX at ``path`` (atomically) and return the path.
+
+    ``dynamic_batch`` leaves the batch axis of the input and outputs free (``batch_size`` is then
+    only the example's batch), for models that are run on data rather than timed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     device = next(module.parameters()).device
@@ -49,6 +53,7 @@ def export_onnx(module: nn.Module, path: str | Path, resolution: int, batch_size
             torch.onnx.export(
                 module, (example,), str(tmp), input_names=["input"], output_names=names,
                 opset_version=opset or DEFAULT_OPSET, dynamo=False, do_constant_folding=True,
+                dynamic_axes={name: {0: "batch"} for name in ["input", *names]} if dynamic_batch else None,
             )
     finally:
         module.train(was_training)
