@@ -64,6 +64,10 @@ class SubnetScorer:
         self.in_memory = cache_floats and isinstance(calibration, TensorImageSet) and isinstance(val, TensorImageSet)
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def val_labels(self) -> torch.Tensor:
+        return self.val.labels
+
     def _transform(self, images: torch.Tensor, resolution: int) -> torch.Tensor:
         return eval_transform(images, self.mean, self.std, resolution, self.crop)
 
