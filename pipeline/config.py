@@ -18,7 +18,9 @@ from pipeline.atomic import write_text_atomic
 from pipeline.errors import ConfigError
 
 #: the data sets ``pipeline.data`` can load (the one list of their names)
-DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder"]
+DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder", "imagenet"]
+#: the data sets that can be streamed from files instead of held in memory
+STREAMABLE_DATASETS = ("folder", "imagenet")
 #: forward-pass precisions (``pipeline.supernet.precision``): fp32, or autocast to bf16/fp16
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -48,8 +50,25 @@ class DataConfig(Section):
     # synthetic data only
     synthetic_classes: int = Field(10, ge=2)
     synthetic_images: int = Field(512, ge=8)
-    # folder data only: the side length (pixels) its images are resized to
+    # folder and imagenet data only: the side length (pixels) images are decoded to (shorter side
+    # resized, centre crop); training crops and evaluation resolutions are taken from it
     image_size: int = Field(32, ge=8, le=1024)
+    stream: Literal["auto", "on", "off"] = Field("auto", description=(
+        "decode image files on the fly instead of holding the data set in memory: auto streams "
+        "imagenet always and folder when its decoded size exceeds memory_budget_mb; the other "
+        "data sets are always in memory"))
+    memory_budget_mb: float = Field(4096.0, gt=0.0, description=(
+        "decoded size above which stream: auto streams a folder data set"))
+    loader_workers: int | None = Field(None, ge=0, description=(
+        "DataLoader decode processes of streamed data per consumer (0: decode in the consumer's "
+        "process); None: its torch thread budget, 1 to 8"))
+
+    @model_validator(mode="after")
+    def _streamable(self) -> DataConfig:
+        if self.stream == "on" and self.dataset not in STREAMABLE_DATASETS:
+            raise ValueError(f"stream: on needs a data set that is read from files "
+                             f"({', '.join(STREAMABLE_DATASETS)}), not {self.dataset}")
+        return self
 
 
 class SupernetConfig(Section):
@@ -281,7 +300,10 @@ class EvaluateConfig(Section):
     precision: Precision = Field("fp32", description=(
         "autocast of the evaluator actors' top-1 passes (BN recalibration stays fp32); "
         "fp16 is refused: the actors run on CPUs"))
-    val_images: int | None = Field(None, ge=1)  # None = the whole validation split
+    val_images: int | None = Field(None, ge=1)  # None = the whole validation split (10,000 seeded when streamed)
+    cache_mb: float = Field(2048.0, ge=0.0, description=(
+        "streamed data: an evaluator decodes its calibration and validation subsets once and keeps "
+        "them when they fit in this many MiB, else it re-streams them for every candidate"))
     candidate_timeout_s: float = Field(600.0, gt=0.0)
     max_retries: int = Field(2, ge=0)
     archive_batch_size: int = Field(8, ge=1)  # results streamed to the archive per upsert

@@ -186,10 +186,16 @@ def test_corrupt_and_foreign_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="N x 3072"):
         load_splits("cifar10", str(folder))
 
+
+def test_undecodable_folder_file_is_skipped_with_one_warning(tmp_path, caplog):
     root = make_folder(tmp_path / "d")
+    whole = load_splits("folder", str(root))
     (root / "cat" / "broken.png").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="broken.png"):
-        load_splits("folder", str(root))
+    with caplog.at_level("WARNING"):
+        splits = load_splits("folder", str(root))
+    lines = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
+    assert len(lines) == 1 and "skipped 1 " in lines[0] and "broken.png" in lines[0]
+    assert sum(splits.sizes.values()) == sum(whole.sizes.values())
 
 
 def test_tiny_annotation_naming_unknown_class(tmp_path):

@@ -6,7 +6,8 @@
   matrices and one ``affine_grid`` + ``grid_sample`` call resamples the whole batch, so it works on
   CPU and GPU alike. Random numbers come only from the ``generator`` passed in (drawn on the
   generator's device, then moved), so the same generator state gives the same batch.
-- ``resize``: bilinear (anti-aliased) resize for evaluation at a given resolution.
+- ``resize``: bilinear (anti-aliased) resize for evaluation at a given resolution;
+  ``eval_transform`` adds ImageNet's resize-then-centre-crop when given a crop fraction below 1.
 """
 
 from __future__ import annotations
@@ -87,7 +88,15 @@ def train_transform(
 
 
 def eval_transform(
-    images_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float], out_size: int
+    images_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float], out_size: int, crop: float = 1.0
 ) -> torch.Tensor:
-    """The evaluation pipeline: normalise, then resize the whole image to ``out_size``."""
-    return resize(normalize(images_uint8, mean, std), out_size)
+    """The evaluation pipeline: normalise, then resize the whole image to ``out_size``.
+
+    With ``crop`` < 1 (ImageNet's 0.875, OFA's rule) it resizes to ``ceil(out_size / crop)`` and
+    takes the centre ``out_size`` square instead; 1.0 is every other data set's whole image."""
+    if crop >= 1.0:
+        return resize(normalize(images_uint8, mean, std), out_size)
+    side = int(math.ceil(out_size / crop))
+    resized = resize(normalize(images_uint8, mean, std), side)
+    offset = (side - out_size) // 2
+    return resized[:, :, offset:offset + out_size, offset:offset + out_size]

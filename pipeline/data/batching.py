@@ -1,6 +1,6 @@
 """Mini-batches over in-memory tensors, and the per-batch choice of an elastic resolution.
 
-- ``iterate_batches`` yields ``(images_uint8, labels)`` slices. Shuffling draws only from the
+- ``batch_order`` is the one rule for a pass's index lists; ``iterate_batches`` yields ``(images_uint8, labels)`` slices. Shuffling draws only from the
   ``torch.Generator`` passed in. For data-parallel training, ``rank``/``world_size`` give every
   rank a disjoint, equally long share of one permutation (all ranks must pass generators in the
   same state), so every rank runs the same number of steps.
@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -19,6 +19,39 @@ def num_batches(num_items: int, batch_size: int, drop_last: bool = False, world_
     """How many batches ``iterate_batches`` yields per rank for these settings."""
     per_rank = num_items // world_size if world_size > 1 else num_items
     return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+
+def batch_order(
+    count: int,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[torch.Tensor]:
+    """The index lists (CPU int64 tensors) of one pass over ``count`` items, batch by batch.
+
+    The one rule for the order of a pass: in-memory batches (``iterate_batches``) and streamed
+    ones (``pipeline.data.imageset.FileImageSet``) both index with it, so the same generator state,
+    rank and world size give the same batches. The permutation is drawn at the first ``next``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world of size {world_size}")
+    if shuffle:
+        if generator is None:
+            raise ValueError("shuffle=True needs a torch.Generator (the global RNG is never used)")
+        order = torch.randperm(count, generator=generator, device=generator.device).cpu()
+    else:
+        order = torch.arange(count)
+    if world_size > 1:
+        order = order[: (count // world_size) * world_size][rank::world_size]
+    total = order.shape[0]
+    stop = (total // batch_size) * batch_size if drop_last else total
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
 
 
 def iterate_batches(
@@ -31,28 +64,22 @@ def iterate_batches(
     rank: int = 0,
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(images[batch], labels[batch])`` in order or in a seeded random order."""
+    """Yield ``(images[batch], labels[batch])`` in order or in a seeded random order (``batch_order``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world of size {world_size}")
-    count = images.shape[0]
-    if shuffle:
-        if generator is None:
-            raise ValueError("shuffle=True needs a torch.Generator (the global RNG is never used)")
-        order = torch.randperm(count, generator=generator, device=generator.device).cpu()
-    else:
-        order = torch.arange(count)
-    if world_size > 1:
-        order = order[: (count // world_size) * world_size][rank::world_size]
-    order = order.to(images.device)
-    total = order.shape[0]
-    stop = (total // batch_size) * batch_size if drop_last else total
-    for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size]
-        yield images[index], labels[index.to(labels.device)]
+    return index_batches(images, labels, batch_order(images.shape[0], batch_size, shuffle, generator,
+                                                     drop_last, rank, world_size))
+
+
+def index_batches(images: torch.Tensor, labels: torch.Tensor,
+                  orders: Iterable[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images[index], labels[index])`` for every index list of ``orders``."""
+    for index in orders:
+        yield images[index.to(images.device)], labels[index.to(labels.device)]
 
 
 def choose_resolution(resolutions: Sequence[int], generator: torch.Generator) -> int:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from pipeline.data.decode import decode_image, warn_undecodable
 from pipeline.data.splits import Splits, build_splits
 from pipeline.errors import DataError
 
@@ -43,29 +43,35 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
-    """One image as an RGB uint8 array of shape size x size x 3 (shorter side resized, centre crop)."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            width, height = image.size
-            if (width, height) != (size, size):
-                scale = size / min(width, height)
-                new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
-                image = image.resize(new_size, Image.Resampling.BILINEAR)
-                left = (new_size[0] - size) // 2
-                top = (new_size[1] - size) // 2
-                image = image.crop((left, top, left + size, top + size))
-            return np.array(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot read image {path} ({type(exc).__name__})") from None
+    """``decode_image``, raising ``DataError`` for a file that cannot be decoded."""
+    image = decode_image(path, size)
+    if image is None:
+        raise DataError(f"cannot read image {path}")
+    return image
 
 
-def read_images(paths: list[Path], size: int) -> torch.Tensor:
-    """Images as one uint8 tensor N x 3 x size x size."""
+def read_images(paths: list[Path], size: int) -> tuple[torch.Tensor, list[int]]:
+    """The decodable images as one uint8 tensor N x 3 x size x size, and their positions in ``paths``.
+
+    Undecodable files are skipped, with one warning line for all of them."""
     images = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    kept: list[int] = []
+    bad: list[Path] = []
     for index, path in enumerate(paths):
-        images[index] = torch.from_numpy(read_image(path, size)).permute(2, 0, 1)
-    return images
+        image = decode_image(path, size)
+        if image is None:
+            bad.append(path)
+            continue
+        images[len(kept)] = torch.from_numpy(image).permute(2, 0, 1)
+        kept.append(index)
+    if bad:
+        warn_undecodable(len(bad), bad[0], str(Path(bad[0]).parent.parent))
+    return images[: len(kept)], kept
+
+
+def _read_labelled(paths: list[Path], labels: list[int], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, kept = read_images(paths, size)
+    return images, torch.tensor([labels[i] for i in kept], dtype=torch.int64)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -123,12 +129,14 @@ def load_tinyimagenet_splits(path: str | None, val_fraction: float, seed: int) -
             raise DataError(f"{annotations} line {number} names missing image {image_path}")
         test_paths.append(image_path)
         test_labels.append(class_index[fields[1]])
+    train_images, train_tensor_labels = _read_labelled(train_paths, train_labels, TINY_SIZE)
+    test_images, test_tensor_labels = _read_labelled(test_paths, test_labels, TINY_SIZE)
     return build_splits(
         name="tinyimagenet",
-        train_images=read_images(train_paths, TINY_SIZE),
-        train_labels=torch.tensor(train_labels, dtype=torch.int64),
-        test_images=read_images(test_paths, TINY_SIZE),
-        test_labels=torch.tensor(test_labels, dtype=torch.int64),
+        train_images=train_images,
+        train_labels=train_tensor_labels,
+        test_images=test_images,
+        test_labels=test_tensor_labels,
         num_classes=len(wnids),
         val_fraction=val_fraction,
         seed=seed,
@@ -184,12 +192,12 @@ def load_folder_splits(path: str | None, val_fraction: float, seed: int, image_s
         test_labels: list[int] = []
         if (root / "test").is_dir():
             _, test_paths, test_labels = _class_tree(root / "test", classes)
-        test_images = read_images(test_paths, image_size)
-        test_tensor_labels = torch.tensor(test_labels, dtype=torch.int64)
+        test_images, test_tensor_labels = _read_labelled(test_paths, test_labels, image_size)
+    train_images, train_tensor_labels = _read_labelled(train_paths, train_labels, image_size)
     return build_splits(
         name="folder",
-        train_images=read_images(train_paths, image_size),
-        train_labels=torch.tensor(train_labels, dtype=torch.int64),
+        train_images=train_images,
+        train_labels=train_tensor_labels,
         test_images=test_images,
         test_labels=test_tensor_labels,
         num_classes=len(classes),

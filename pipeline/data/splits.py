@@ -17,12 +17,17 @@ and meta-gradient images), never out of the validation split.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from pipeline.data.imageset import ImageSet, TensorImageSet
 from pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    from pipeline.data.streamed import StreamedSplits
 
 # The test split of data sets without their own is drawn with this fixed seed, so that every run
 # (whatever its seed) reports on the same test images.
@@ -46,6 +51,10 @@ class Splits:
     std: tuple[float, float, float]
     name: str
     class_names: tuple[str, ...] = field(default=())
+    #: evaluation resizes to resolution / eval_crop and takes the centre crop (1.0: the whole image)
+    eval_crop: float = 1.0
+    #: in-memory splits; ``streamed.StreamedSplits`` says True
+    streamed: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         for part in ("train", "val", "test"):
@@ -71,6 +80,31 @@ class Splits:
             "val": int(self.val_images.shape[0]),
             "test": int(self.test_images.shape[0]),
         }
+
+    @property
+    def train(self) -> TensorImageSet:
+        return TensorImageSet(self.train_images, self.train_labels)
+
+    @property
+    def val(self) -> TensorImageSet:
+        return TensorImageSet(self.val_images, self.val_labels)
+
+    @property
+    def test(self) -> TensorImageSet:
+        return TensorImageSet(self.test_images, self.test_labels)
+
+    def with_train(self, train: ImageSet) -> Splits:
+        """These splits with another training set (validation, test and statistics kept)."""
+        assert isinstance(train, TensorImageSet)
+        return replace(self, train_images=train.images, train_labels=train.labels)
+
+    def eval_subset(self, count: int | None, seed: int) -> TensorImageSet:
+        """The validation images accuracy is measured on: the first ``count`` (all when None)."""
+        return self.val if count is None else self.val.head(count)
+
+    def for_device(self, device: torch.device | str) -> Splits:
+        """Nothing to set up for in-memory splits."""
+        return self
 
 
 def holdout_indices(
@@ -156,17 +190,18 @@ def build_splits(
     )
 
 
-def calibration_subset(splits: Splits, num_images: int, seed: int) -> torch.Tensor:
+def calibration_subset(splits: Splits | StreamedSplits, num_images: int, seed: int) -> torch.Tensor:
     """A fixed, seeded subset of the training images (uint8) for BatchNorm recalibration.
 
     The same ``(splits, num_images, seed)`` always gives the same images in the same order.
     ``num_images`` larger than the training split returns every training image (permuted).
+    Streamed splits decode them (undecodable files left out).
     """
     if num_images < 1:
         raise DataError(f"calibration subset needs at least 1 image, got {num_images}")
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(splits.train_images.shape[0], generator=generator)[:num_images]
-    return splits.train_images[order].contiguous()
+    order = torch.randperm(len(splits.train), generator=generator)[:num_images]
+    return splits.train.take(order)[0]
 
 
 @dataclass
@@ -175,6 +210,8 @@ class TrainingHoldOut:
 
     ``train_indices`` are positions in the training split they were taken from (sorted), and
     ``seed`` is the seed that drew them, so a run can record exactly which images were held out.
+    For streamed splits the slice is decoded into memory (it is small) and an undecodable file
+    in it is left out of ``images``/``labels``.
     """
 
     images: torch.Tensor
@@ -183,23 +220,22 @@ class TrainingHoldOut:
     seed: int
 
 
-def hold_out_from_train(splits: Splits, num_images: int, seed: int) -> tuple[Splits, TrainingHoldOut]:
+def hold_out_from_train(splits: Splits | StreamedSplits, num_images: int, seed: int) -> tuple[Splits | StreamedSplits, TrainingHoldOut]:
     """Carve a seeded slice of ``num_images`` out of the training split.
 
     Returns the splits without those images (validation and test unchanged, the normalisation
     statistics kept) and the slice. The validation split is never touched, so the data the search
     later ranks architectures on stays unseen by training.
     """
-    count = splits.train_images.shape[0]
+    count = len(splits.train)
     if not 1 <= num_images < count:
         raise DataError(f"{splits.name}: cannot hold out {num_images} of {count} training images")
     generator = torch.Generator().manual_seed(int(seed))
     held = torch.randperm(count, generator=generator)[:num_images].sort().values
     keep = torch.ones(count, dtype=torch.bool)
     keep[held] = False
-    reduced = replace(splits, train_images=splits.train_images[keep].contiguous(),
-                      train_labels=splits.train_labels[keep].contiguous())
-    slice_ = TrainingHoldOut(images=splits.train_images[held].contiguous(),
-                             labels=splits.train_labels[held].contiguous(),
+    images, labels = splits.train.take(held)
+    reduced = splits.with_train(splits.train.subset(keep))
+    slice_ = TrainingHoldOut(images=images.contiguous(), labels=labels.contiguous(),
                              train_indices=[int(i) for i in held], seed=int(seed))
     return reduced, slice_

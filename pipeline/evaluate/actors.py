@@ -55,6 +55,27 @@ def _where() -> dict[str, str]:
     return {"node_id": _node_id(), "hostname": socket.gethostname()}
 
 
+def evaluation_subsets(splits: Any, settings: EvaluateConfig) -> tuple[Any, Any]:
+    """The (calibration, validation) image sets every candidate is measured on.
+
+    In memory: the seeded calibration subset and the first ``val_images`` validation images (all
+    when None), as always. Streamed: seeded subsets of both (``calibration_seed``; 10,000
+    validation images when ``val_images`` is None), each decoded once and kept when it fits in
+    what is left of ``cache_mb``, else re-streamed for every candidate."""
+    from pipeline.data import TensorImageSet, calibration_subset
+
+    if not splits.streamed:
+        images = calibration_subset(splits, settings.calibration_images, settings.calibration_seed)
+        return TensorImageSet(images, torch.zeros(images.shape[0], dtype=torch.int64)), splits.eval_subset(
+            settings.val_images, settings.calibration_seed)
+    budget = int(settings.cache_mb * 2**20)
+    calibration = splits.train.sample(settings.calibration_images, settings.calibration_seed).cached(budget)
+    if isinstance(calibration, TensorImageSet):
+        budget -= calibration.decoded_bytes
+    val = splits.eval_subset(settings.val_images, settings.calibration_seed).cached(max(0, budget))
+    return calibration, val
+
+
 class AccuracyWorker:
     """Evaluator actor body: supernet checkpoint + data, BN recalibration, validation top-1."""
 
@@ -65,7 +86,7 @@ class AccuracyWorker:
         seed: int,
         evaluate: dict[str, Any],
     ) -> None:
-        from pipeline.data import calibration_subset, load_splits_from_config
+        from pipeline.data import load_splits_from_config
         from pipeline.evaluate.accuracy import SubnetScorer
         from pipeline.supernet.precision import ForwardPrecision
 
@@ -73,14 +94,12 @@ class AccuracyWorker:
         torch.set_num_threads(settings.threads_per_evaluator)
         self.checkpoint_path = Path(checkpoint_path)
         splits = load_splits_from_config(DataConfig.model_validate(data), seed=seed)
-        val_images, val_labels = splits.val_images, splits.val_labels
-        if settings.val_images is not None:
-            val_images, val_labels = val_images[: settings.val_images], val_labels[: settings.val_images]
+        calibration, val = evaluation_subsets(splits, settings)
         self.scorer = SubnetScorer(
-            calibration_subset(splits, settings.calibration_images, settings.calibration_seed),
-            val_images, val_labels, splits.mean, splits.std,
+            calibration, val, splits.mean, splits.std,
             settings.calibration_batch_size, settings.eval_batch_size,
             ForwardPrecision.on(settings.precision, "cpu"),  # the actors run on CPUs
+            crop=splits.eval_crop, cache_floats=not splits.streamed,
         )
         self.num_classes = splits.num_classes
         self.net: torch.nn.Module | None = None

@@ -71,17 +71,17 @@ def _adapt_on_worker(loop_config: dict[str, Any], config: PipelineConfig) -> dic
     precision = ForwardPrecision.on(train.precision, device)
     precision.prepare_model(net)
     broadcast_parameters(net, info)
-    splits = load_splits_from_config(config.data, seed)
+    splits = load_splits_from_config(config.data, seed).for_device(device)
     archs: list[Architecture] = loop_config["archs"]
     teacher = None
     if train.distillation != "none":
         view = DataView(splits.mean, splits.std, calibration_subset(splits, train.calibration_images, seed),
-                        splits.val_images[:0], splits.val_labels[:0], train.calibration_batch_size, device)
+                        splits.val.head(0), train.calibration_batch_size, device, splits.eval_crop)
         teacher = precision.prepare_model(build_teacher(net.state_dict(), net.space, splits.num_classes, view))
     ctx = StepContext(net, make_optimizer(net, config), train, info, teacher, precision=precision,
                       scaler=precision.grad_scaler())
     batch = config.data.batch_size
-    steps_per_epoch = adaptation.steps_per_epoch or max(1, splits.train_images.shape[0] // (batch * info.world_size))
+    steps_per_epoch = adaptation.steps_per_epoch or max(1, len(splits.train) // (batch * info.world_size))
     steps = adaptation.epochs * steps_per_epoch
     base_lr = adaptation.lr * (batch * info.world_size / 64.0 if train.lr_scaling == "linear" else 1.0)
     losses: list[float] = []

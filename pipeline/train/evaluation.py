@@ -17,25 +17,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from pipeline.data import eval_transform
+from pipeline.data import ImageSet, eval_transform
 from pipeline.supernet.bn import recalibrate_bn
 
 
 @dataclass
 class DataView:
-    """Normalisation and the fixed uint8 subsets used for calibration and validation."""
+    """Normalisation, the fixed uint8 calibration subset and the validation images (an ``ImageSet``:
+    in memory, or streamed batch by batch), and the data set's evaluation crop."""
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     calibration_images: torch.Tensor
-    val_images: torch.Tensor
-    val_labels: torch.Tensor
+    val: ImageSet
     batch_size: int
     device: torch.device
+    crop: float = 1.0
 
     def batches(self, images_u8: torch.Tensor, resolution: int) -> Iterator[torch.Tensor]:
         for chunk in images_u8.split(self.batch_size):
-            yield eval_transform(chunk.to(self.device), self.mean, self.std, resolution)
+            yield self.transform(chunk, resolution)
+
+    def transform(self, images_u8: torch.Tensor, resolution: int) -> torch.Tensor:
+        return eval_transform(images_u8.to(self.device), self.mean, self.std, resolution, self.crop)
 
 
 @contextmanager
@@ -65,11 +69,11 @@ def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
 
 @torch.no_grad()
 def top1(model: nn.Module, view: DataView, resolution: int) -> float:
-    correct = 0
-    for images, labels in zip(view.batches(view.val_images, resolution),
-                              view.val_labels.split(view.batch_size), strict=True):
-        correct += count_correct(model(images), labels)
-    return 100.0 * correct / max(1, view.val_labels.shape[0])
+    correct = seen = 0
+    for images, labels in view.val.batches(view.batch_size):
+        correct += count_correct(model(view.transform(images, resolution)), labels)
+        seen += labels.shape[0]
+    return 100.0 * correct / max(1, seen)
 
 
 def evaluate_subnet(net: nn.Module, arch: dict, view: DataView) -> float:

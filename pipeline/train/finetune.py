@@ -41,8 +41,9 @@ from pipeline.atomic import write_parquet_atomic, write_text_atomic
 from pipeline.config import DataConfig, EvaluateConfig, FinetuneConfig, PipelineConfig, TrainConfig
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform, train_transform
-from pipeline.data.batching import iterate_batches
+from pipeline.data.imageset import ImageSet
 from pipeline.data.splits import Splits
+from pipeline.data.streamed import StreamedSplits
 from pipeline.errors import ConfigError
 from pipeline.onnx_runtime import ort_session
 from pipeline.schema import utc_now
@@ -61,6 +62,7 @@ from pipeline.train.progress import PLAIN_PROGRESS, Progress, TrialLines
 _log = logging.getLogger(__name__)
 
 Reporter = Callable[[dict[str, Any]], None]
+DataSplits = Splits | StreamedSplits
 
 
 def _as_exit_list(output: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -76,25 +78,25 @@ def _loss(output, labels: torch.Tensor, exit_weights: Sequence[float], label_smo
 
 
 def evaluate_module(
-    module: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, resolution: int,
-    batch_size: int, device: torch.device,
+    module: nn.Module, images: ImageSet, splits: DataSplits, resolution: int, batch_size: int, device: torch.device,
 ) -> tuple[float, float]:
-    """(cross-entropy, top-1 %) of the module's last output on uint8 images."""
+    """(cross-entropy, top-1 %) of the module's last output on an image set (in order)."""
     module.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct, seen = 0.0, 0, 0
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = eval_transform(images[start:start + batch_size].to(device), splits.mean, splits.std, resolution)
-            y = labels[start:start + batch_size].to(device)
+        for x_u8, y in images.batches(batch_size):
+            x = eval_transform(x_u8.to(device), splits.mean, splits.std, resolution, splits.eval_crop)
+            y = y.to(device)
             logits = _as_exit_list(module(x))[-1]
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += count_correct(logits, y)
-    count = max(1, len(images))
+            seen += y.shape[0]
+    count = max(1, seen)
     return total_loss / count, 100.0 * correct / count
 
 
 def _train_epochs(
-    module: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, resolution: int,
+    module: nn.Module, images: ImageSet, splits: DataSplits, resolution: int,
     settings: FinetuneConfig, train: TrainConfig, epochs: int, seed: int, device: torch.device,
     on_epoch: Callable[[int, float], bool] | None = None, precision: ForwardPrecision = FP32,
 ) -> None:
@@ -112,8 +114,8 @@ def _train_epochs(
     for epoch in range(epochs):
         module.train()
         losses = []
-        for x, y in iterate_batches(images, labels, settings.batch_size, shuffle=True, generator=generator,
-                                    drop_last=len(images) > settings.batch_size):
+        for x, y in images.batches(settings.batch_size, shuffle=True, generator=generator,
+                                   drop_last=len(images) > settings.batch_size):
             x = precision.prepare_batch(train_transform(x.to(device), splits.mean, splits.std, resolution, generator))
             with precision.autocast():
                 output = module(x)
@@ -132,7 +134,7 @@ def _train_epochs(
             return
 
 
-def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exits: bool, splits: Splits,
+def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exits: bool, splits: DataSplits,
                       evaluate: EvaluateConfig) -> tuple[SearchSpace, dict[str, Any], nn.Module, bool]:
     """(space, canonical arch, extracted subnet with BN recalibrated, whether it holds every exit).
     BN is recalibrated on as many training images, in batches as large, as the evaluator's."""
@@ -143,13 +145,15 @@ def _calibrated_start(supernet_path: str | Path, arch: dict[str, Any], joint_exi
     resolution = int(arch["resolution"])
     initial = supernet.extract(arch, all_exits=joint)
     batch = evaluate.calibration_batch_size
-    calibration = [eval_transform(splits.train_images[i:i + batch], splits.mean, splits.std, resolution)
-                   for i in range(0, min(len(splits.train_images), evaluate.calibration_images), batch)]
+    # whole batches from the start of the training split, as many as cover calibration_images
+    count = min(len(splits.train), evaluate.calibration_images)
+    calibration = [eval_transform(images, splits.mean, splits.std, resolution, splits.eval_crop)
+                   for images, _ in splits.train.head(-(-count // batch) * batch).batches(batch)]
     recalibrate_bn(initial, calibration)
     return space, arch, initial, joint
 
 
-def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings: FinetuneConfig,
+def _early_stopping(module: nn.Module, splits: DataSplits, resolution: int, settings: FinetuneConfig,
                     train: TrainConfig, seed: int, device: torch.device,
                     report: Reporter | None, precision: ForwardPrecision = FP32) -> dict[str, float]:
     """Stage 1: train on the training split, stop when validation loss stalls for ``patience``."""
@@ -157,8 +161,7 @@ def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings
     stale = [0]
 
     def after_epoch(epoch: int, train_loss: float) -> bool:
-        val_loss, val_top1 = evaluate_module(module, splits.val_images, splits.val_labels, splits, resolution,
-                                             settings.batch_size, device)
+        val_loss, val_top1 = evaluate_module(module, splits.val, splits, resolution, settings.batch_size, device)
         if val_loss < best["val_loss"]:
             best.update(epoch=epoch + 1, val_loss=val_loss, val_top1=val_top1)
             stale[0] = 0
@@ -168,7 +171,7 @@ def _early_stopping(module: nn.Module, splits: Splits, resolution: int, settings
             report({"stage": 1, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_top1": val_top1})
         return stale[0] >= settings.patience
 
-    _train_epochs(module, splits.train_images, splits.train_labels, splits, resolution, settings, train,
+    _train_epochs(module, splits.train, splits, resolution, settings, train,
                   settings.max_epochs, seed, device, after_epoch, precision)
     return best
 
@@ -194,7 +197,7 @@ def finetune_architecture(
     train: TrainConfig | None = None,
     evaluate: EvaluateConfig | None = None,
     report: Reporter | None = None,
-    splits: Splits | None = None,
+    splits: DataSplits | None = None,
     precision: str = "fp32",
 ) -> dict[str, Any]:
     """Fine-tune one architecture (two stages), export it to ONNX, and return its row.
@@ -210,25 +213,20 @@ def finetune_architecture(
     train, evaluate = train or TrainConfig(), evaluate or EvaluateConfig()
     device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
     forward = ForwardPrecision.on(precision, device)
-    splits = splits or load_splits_from_config(data, seed=seed)
+    splits = splits or load_splits_from_config(data, seed=seed).for_device(device)
     space, arch, initial, joint = _calibrated_start(supernet_path, arch, settings.joint_exits, splits, evaluate)
     arch_id, resolution = space.arch_id(arch), int(arch["resolution"])
-    _, top1_before = evaluate_module(initial, splits.val_images, splits.val_labels, splits, resolution,
-                                     settings.batch_size, device)
+    _, top1_before = evaluate_module(initial, splits.val, splits, resolution, settings.batch_size, device)
     best = _early_stopping(copy.deepcopy(initial).to(device), splits, resolution, settings, train, seed,
                            device, report, forward)
     best_epochs = max(1, int(best["epoch"]))
 
     # Stage 2: retrain on train + validation for the best epoch count, then test.
     module = copy.deepcopy(initial).to(device)
-    images = torch.cat([splits.train_images, splits.val_images])
-    labels = torch.cat([splits.train_labels, splits.val_labels])
-    _train_epochs(module, images, labels, splits, resolution, settings, train, best_epochs, seed + 1, device,
-                  precision=forward)
-    test_images, test_labels = (splits.test_images, splits.test_labels) if len(splits.test_images) else (
-        splits.val_images, splits.val_labels)
-    test_loss, test_top1 = evaluate_module(module, test_images, test_labels, splits, resolution,
-                                           settings.batch_size, device)
+    _train_epochs(module, splits.train.concat(splits.val), splits, resolution, settings, train, best_epochs,
+                  seed + 1, device, precision=forward)
+    test = splits.test if len(splits.test) else splits.val
+    test_loss, test_top1 = evaluate_module(module, test, splits, resolution, settings.batch_size, device)
 
     deployed = module.cpu().to(memory_format=torch.contiguous_format).eval().single_exit()
     onnx_path = Path(models_dir) / f"{arch_id}.onnx"

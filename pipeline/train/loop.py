@@ -54,16 +54,17 @@ import torch
 from pipeline.config import PipelineConfig
 from pipeline.data import (
     Splits,
+    StreamedSplits,
     TrainingHoldOut,
     calibration_subset,
     choose_resolution,
     eval_transform,
     hold_out_from_train,
-    iterate_batches,
     load_splits_from_config,
     num_batches,
     train_transform,
 )
+from pipeline.data.batching import batch_order
 from pipeline.space.ofav2 import OFAv2Space, extreme_arch, sample_arch
 from pipeline.supernet.builder import build_space, build_supernet
 from pipeline.supernet.costs import ArchCostCounter
@@ -109,15 +110,19 @@ def make_space(config: PipelineConfig) -> OFAv2Space:
     return build_space(config.supernet)
 
 
-def endless_batches(splits: Splits, batch_size: int, info: WorkerInfo, seed: int, *position: int):
-    """This rank's shuffled training batches, pass after pass; pass ``c`` is shuffled by a generator
+def endless_orders(count: int, batch_size: int, info: WorkerInfo, seed: int, *position: int):
+    """This rank's shuffled index lists, pass after pass; pass ``c`` is shuffled by a generator
     derived from ``(seed, *position, c)``, so the stream is the same on a resumed run."""
     cycle = 0
     while True:
-        yield from iterate_batches(splits.train_images, splits.train_labels, batch_size, shuffle=True,
-                                   generator=torch_generator(seed, *position, cycle), drop_last=True,
-                                   rank=info.rank, world_size=info.world_size)
+        yield from batch_order(count, batch_size, shuffle=True, generator=torch_generator(seed, *position, cycle),
+                               drop_last=True, rank=info.rank, world_size=info.world_size)
         cycle += 1
+
+
+def endless_batches(splits: Splits | StreamedSplits, batch_size: int, info: WorkerInfo, seed: int, *position: int):
+    """This rank's training batches (``endless_orders``), from memory or decoded by the loader."""
+    return splits.train.batches_from(endless_orders(len(splits.train), batch_size, info, seed, *position))
 
 
 class SupernetTrainer:
@@ -131,7 +136,7 @@ class SupernetTrainer:
         context = ray.train.get_context()
         device = ray.train.torch.get_device() if self.train.use_gpu else torch.device("cpu")
         self.info = WorkerInfo(context.get_world_rank(), context.get_world_size(), device)
-        self.splits: Splits = load_splits_from_config(self.config.data, self.seed)
+        self.splits = load_splits_from_config(self.config.data, self.seed).for_device(device)
         self.held_out: TrainingHoldOut | None = None
         if self.train.distillation == "cream":  # Cream's images: a seeded slice of the training split
             self.splits, self.held_out = hold_out_from_train(
@@ -149,7 +154,7 @@ class SupernetTrainer:
         broadcast_parameters(self.net, self.info)
         batch = self.config.data.batch_size
         self.steps_per_epoch = self.train.steps_per_epoch or max(1, num_batches(
-            self.splits.train_images.shape[0], batch, drop_last=True, world_size=self.info.world_size))
+            len(self.splits.train), batch, drop_last=True, world_size=self.info.world_size))
         self.plan = build_plan(self.train, self.space, self.steps_per_epoch)
         self.part_offsets = np.cumsum([0] + [p.steps for p in self.plan]).tolist()
         scale = batch * self.info.world_size / 64.0 if self.train.lr_scaling == "linear" else 1.0
@@ -180,18 +185,16 @@ class SupernetTrainer:
 
     def _data_view(self) -> DataView:
         calibration = calibration_subset(self.splits, self.train.calibration_images, self.seed)
-        count = self.splits.val_images.shape[0]
-        if self.train.eval_images is not None:
-            count = min(count, self.train.eval_images)
+        val = self.splits.eval_subset(self.train.eval_images, self.seed)  # streamed: seeded, decoded once if it fits
         return DataView(self.splits.mean, self.splits.std, calibration,
-                        self.splits.val_images[:count], self.splits.val_labels[:count],
-                        self.train.calibration_batch_size, self.info.device)
+                        val.cached(int(self.config.evaluate.cache_mb * 2**20)),
+                        self.train.calibration_batch_size, self.info.device, self.splits.eval_crop)
 
     def _cream_state(self) -> CreamState:
         cfg = self.train.cream
         resolution = max(self.space.resolutions)
         held_out = eval_transform(self.held_out.images.to(self.info.device),
-                                  self.splits.mean, self.splits.std, resolution)
+                                  self.splits.mean, self.splits.std, resolution, self.splits.eval_crop)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(derive_seed(self.seed, 1))
             meta = MetaNetwork(self.splits.num_classes, cfg.meta_hidden).to(self.info.device)
