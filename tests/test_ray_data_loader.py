@@ -64,28 +64,27 @@ def test_ray_data_without_ray_is_a_clear_error(messy):
 
 def test_ray_data_batches_equal_the_torch_loaders(messy, ray_local, caplog):
     torch_set, ray_set = _sets(messy.root)
-    for rank in (0, 1):
-        orders = list(batch_order(len(torch_set), 6, shuffle=True, generator=torch.Generator().manual_seed(3),
-                                  rank=rank, world_size=2))
-        expected = list(torch_set.batches_from(orders))
-        caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            # chunks of 4 batches: the stream is cut into several Ray Data datasets
-            got = [(images, labels) for images, labels, _ in
-                   ray_data_batches(ray_set.root, ray_set.paths, ray_set.labels.numpy(), 32, iter(orders), chunk=4)]
-            through_set = list(ray_set.batches_from(orders))
-        assert len(got) == len(expected) == len(through_set) == len(orders)
-        for (image, label), (ref_image, ref_label), (set_image, set_label) in zip(got, expected, through_set):
-            assert image.dtype == torch.uint8 and label.dtype == torch.int64
-            assert torch.equal(image, ref_image) and torch.equal(label, ref_label)
-            assert torch.equal(set_image, ref_image) and torch.equal(set_label, ref_label)
-        sizes = sum(len(order) for order in orders)
-        has_truncated = any(ray_set.path(int(i)).endswith("_truncated.JPEG") for order in orders for i in order)
-        assert sum(label.shape[0] for _, label in through_set) == sizes - int(has_truncated)
-        lines = _undecodable_lines(caplog)
-        assert len(lines) == int(has_truncated), lines
-        if has_truncated:
-            assert "skipped 1 " in lines[0] and "_truncated.JPEG" in lines[0]
+    ranks = [list(batch_order(len(torch_set), 6, shuffle=True, generator=torch.Generator().manual_seed(3),
+                              rank=rank, world_size=2)) for rank in (0, 1)]
+    # rank 0 straight through ray_data_batches, in chunks of 2 batches (several Ray Data datasets)
+    got = list(ray_data_batches(ray_set.root, ray_set.paths, ray_set.labels.numpy(), 32, iter(ranks[0]), chunk=2))
+    bad = [ray_set.path(position) for _, _, skipped in got for position in skipped]
+    assert len(got) == len(ranks[0])
+    for (image, label, _), (ref_image, ref_label) in zip(got, torch_set.batches_from(ranks[0])):
+        assert image.dtype == torch.uint8 and label.dtype == torch.int64
+        assert torch.equal(image, ref_image) and torch.equal(label, ref_label)
+    # rank 1 through the set (FileImageSet with LoaderSettings(kind="ray_data"))
+    expected = list(torch_set.batches_from(ranks[1]))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        through_set = list(ray_set.batches_from(ranks[1]))
+    assert len(through_set) == len(expected) == len(ranks[1])
+    for (image, label), (ref_image, ref_label) in zip(through_set, expected):
+        assert torch.equal(image, ref_image) and torch.equal(label, ref_label)
+    truncated = [i for order in ranks[1] for i in order.tolist() if ray_set.path(i).endswith("_truncated.JPEG")]
+    assert len(_undecodable_lines(caplog)) == len(truncated)
+    assert bad == [p for p in bad if p.endswith("_truncated.JPEG")]
+    assert len(bad) + len(truncated) == 1  # the one truncated file is in exactly one rank's share
 
 
 def test_truncated_file_is_dropped_from_its_batch_and_warned_once(messy, ray_local, caplog):
@@ -100,3 +99,27 @@ def test_truncated_file_is_dropped_from_its_batch_and_warned_once(messy, ray_loc
     # an in-process take through ray_data too
     taken = replace(ray_set.loader, cpus_per_task=0.5)
     assert torch.equal(ray_set.with_loader(taken).take([0, 1, 2])[0], torch_set.take([0, 1, 2])[0])
+
+
+@pytest.mark.slow
+def test_decode_tasks_run_on_another_node(messy, ray_local):
+    """A head without CPUs for decoding and one worker node with 1 CPU: the decode tasks land there."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # this module's local Ray gives way to a simulated 2-node cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, namespace="ray-data-loader-test")
+        _, ray_set = _sets(messy.root)
+        node = ray.get_runtime_context().get_node_id()
+        assert node == cluster.head_node.node_id
+        orders = list(batch_order(len(ray_set), 8))[:3]
+        nodes: list[str] = []
+        batches = list(ray_data_batches(ray_set.root, ray_set.paths, ray_set.labels.numpy(), 32, orders, nodes=nodes))
+        assert len(batches) == 3 and all(images.shape[0] == labels.shape[0] > 0 for images, labels, _ in batches)
+        assert nodes == [worker.node_id] * 3
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -44,7 +44,10 @@ def require_ray() -> None:
 
 def decode_rows(batch: dict[str, np.ndarray], root: str, size: int) -> dict[str, np.ndarray]:
     """One row (one training batch) decoded: its images' bytes (N x S x S x 3 uint8, the decodable
-    files only), their int64 labels' bytes and the int64 positions of the undecodable files."""
+    files only), their int64 labels' bytes, the int64 positions of the undecodable files, and the
+    id of the node that decoded it."""
+    import ray
+
     paths, labels, index = batch["paths"][0], batch["labels"][0], batch["index"][0]
     decoded = [decode_image(os.path.join(root, path), size) for path in paths]
     good = [image for image in decoded if image is not None]
@@ -53,7 +56,8 @@ def decode_rows(batch: dict[str, np.ndarray], root: str, size: int) -> dict[str,
     bad = np.asarray([position for position, image in zip(index, decoded) if image is None], dtype=np.int64)
     return {"images": np.array([images.tobytes()], dtype=object),
             "labels": np.array([kept.tobytes()], dtype=object),
-            "bad": np.array([bad.tobytes()], dtype=object)}
+            "bad": np.array([bad.tobytes()], dtype=object),
+            "node": np.array([ray.get_runtime_context().get_node_id()], dtype=object)}
 
 
 def _unpack(row: dict[str, Any], size: int) -> LoadedBatch:
@@ -75,9 +79,11 @@ def _rows(paths: np.ndarray, labels: np.ndarray, orders: list[torch.Tensor]) -> 
 
 
 def ray_data_batches(root: str, paths: np.ndarray, labels: np.ndarray, size: int, orders: Iterable[torch.Tensor],
-                     cpus_per_task: float = 1.0, chunk: int = CHUNK_BATCHES) -> Iterator[LoadedBatch]:
+                     cpus_per_task: float = 1.0, chunk: int = CHUNK_BATCHES,
+                     nodes: list[str] | None = None) -> Iterator[LoadedBatch]:
     """``(images, labels, undecodable positions)`` for every index list of ``orders``, in order,
-    decoded by Ray Data tasks of ``cpus_per_task`` CPUs on whichever nodes have them."""
+    decoded by Ray Data tasks of ``cpus_per_task`` CPUs on whichever nodes have them; ``nodes``,
+    when given, gets the id of the node that decoded each batch appended (for benchmarks, tests)."""
     import ray.data
 
     require_ray()
@@ -90,6 +96,8 @@ def ray_data_batches(root: str, paths: np.ndarray, labels: np.ndarray, size: int
         dataset.context.execution_options.preserve_order = True
         dataset.context.enable_progress_bars = False
         for row in dataset.iter_rows():
+            if nodes is not None:
+                nodes.append(str(row["node"]))
             yield _unpack(row, size)
 
 
