@@ -62,6 +62,12 @@ class DataConfig(Section):
     loader_workers: int | None = Field(None, ge=0, description=(
         "DataLoader decode processes of streamed data per consumer (0: decode in the consumer's "
         "process); None: its torch thread budget, 1 to 8"))
+    loader: Literal["torch", "ray_data"] = Field("torch", description=(
+        "how streamed batches are decoded: torch DataLoader workers on the consumer's node, or "
+        "ray_data tasks that may run on any node of the Ray cluster (CPU-only nodes beside a GPU "
+        "trainer); needs Ray running"))
+    ray_data_cpus_per_task: float = Field(1.0, gt=0.0, description=(
+        "CPUs each ray_data decode task (one training batch) requests"))
 
     @model_validator(mode="after")
     def _streamable(self) -> DataConfig:

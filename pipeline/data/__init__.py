@@ -27,7 +27,14 @@ from pipeline.data.batching import ElasticResolutionSampler, choose_resolution, 
 from pipeline.data.builtin import load_digits_splits, load_synthetic_splits
 from pipeline.data.cifar import cifar10_root, cifar100_root, load_cifar10_splits, load_cifar100_splits
 from pipeline.data.images import folder_listing, load_folder_splits, load_tinyimagenet_splits, tinyimagenet_listing
-from pipeline.data.imageset import FileImageSet, ImageSet, LoaderSettings, TensorImageSet, default_loader_workers
+from pipeline.data.imageset import (
+    FileImageSet,
+    ImageSet,
+    LoaderKind,
+    LoaderSettings,
+    TensorImageSet,
+    default_loader_workers,
+)
 from pipeline.data.splits import Splits, TrainingHoldOut, calibration_subset, hold_out_from_train
 from pipeline.data.streamed import (
     StreamedSplits,
@@ -56,16 +63,19 @@ def load_splits(
     stream: str = "auto",
     memory_budget_mb: float = 4096.0,
     loader_workers: int | None = None,
+    loader_kind: LoaderKind = "torch",
+    ray_data_cpus_per_task: float = 1.0,
 ) -> Splits | StreamedSplits:
     """Load ``dataset`` and split it; ``path`` is needed by cifar10/cifar100/tinyimagenet/folder/imagenet.
 
     ``seed`` fixes the validation split (and the synthetic images); ``image_size`` is the side
     length folder and imagenet images are resized to (other data sets keep their native size).
-    ``stream`` (auto/on/off), ``memory_budget_mb`` and ``loader_workers`` are ``DataConfig``'s.
+    ``stream`` (auto/on/off), ``memory_budget_mb``, ``loader_workers``, ``loader_kind`` (``loader``)
+    and ``ray_data_cpus_per_task`` are ``DataConfig``'s.
     """
     if dataset in ("imagenet", "folder"):
         workers = default_loader_workers() if loader_workers is None else loader_workers
-        loader = LoaderSettings(workers=workers)
+        loader = LoaderSettings(workers=workers, kind=loader_kind, cpus_per_task=ray_data_cpus_per_task)
         if dataset == "imagenet":
             splits = load_imagenet_splits(path, val_fraction, seed, image_size, loader)
             return materialise(splits) if stream == "off" else splits
@@ -119,6 +129,8 @@ def load_splits_from_config(data_cfg: DataConfig, seed: int = 0) -> Splits | Str
         stream=data_cfg.stream,
         memory_budget_mb=data_cfg.memory_budget_mb,
         loader_workers=data_cfg.loader_workers,
+        loader_kind=data_cfg.loader,
+        ray_data_cpus_per_task=data_cfg.ray_data_cpus_per_task,
     )
 
 

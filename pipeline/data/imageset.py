@@ -9,8 +9,9 @@ An ``ImageSet`` has a length, int64 ``labels``, and gives uint8 images N x 3 x S
 
 ``TensorImageSet`` wraps the in-memory tensors (indexing them exactly as before). ``FileImageSet``
 holds a compact listing (a numpy array of relative path bytes and int64 labels, no decoded image)
-and decodes on the fly in torch ``DataLoader`` workers with ``images.decode_image``, so both give
-the same uint8 images for the same files. A file that cannot be decoded is dropped from its batch;
+and decodes on the fly in torch ``DataLoader`` workers (or, with ``LoaderSettings(kind="ray_data")``,
+in Ray Data tasks on any node: ``ray_loader``) with ``decode.decode_image``, so all paths give the
+same uint8 images for the same files. A file that cannot be decoded is dropped from its batch;
 each pass logs one warning line with the count and the first such path.
 """
 
@@ -22,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,10 +31,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.batching import batch_order, index_batches
 from pipeline.data.decode import decode_image, warn_undecodable
+from pipeline.data.ray_loader import ray_data_batches
 
 _log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: how streamed batches are decoded (``data.loader``)
+LoaderKind = Literal["torch", "ray_data"]
 
 
 def _as_index(indices: Any, count: int) -> np.ndarray:
@@ -144,13 +148,17 @@ class TensorImageSet(ImageSet):
 
 @dataclass(frozen=True)
 class LoaderSettings:
-    """How a ``FileImageSet`` decodes: DataLoader worker processes (0: in this process), pinned
-    memory and persistent workers (both for CUDA consumers), batches prefetched per worker."""
+    """How a ``FileImageSet`` decodes: ``kind`` ``torch`` (DataLoader worker processes on this node:
+    ``workers``, 0 for this process; pinned memory and persistent workers for CUDA consumers;
+    batches prefetched per worker) or ``ray_data`` (Ray Data tasks of ``cpus_per_task`` CPUs on
+    any node, ``ray_loader``)."""
 
     workers: int = 0
     pin_memory: bool = False
     persistent: bool = False
     prefetch: int = 2
+    kind: LoaderKind = "torch"
+    cpus_per_task: float = 1.0
 
 
 def default_loader_workers() -> int:
@@ -237,12 +245,19 @@ class FileImageSet(ImageSet):
             self._loader, self._slot = loader, slot
         return loader, slot
 
-    def batches_from(self, orders: Iterable[torch.Tensor]) -> Iterator[Batch]:
+    def _decoded(self, orders: Iterable[torch.Tensor]) -> Iterable[tuple[torch.Tensor, torch.Tensor, list[int]]]:
+        """``(images, labels, undecodable positions)`` per index list, from the configured loader."""
+        if self.loader.kind == "ray_data":
+            return ray_data_batches(self.root, self.paths, self.labels.numpy(), self.size, orders,
+                                    self.loader.cpus_per_task)
         loader, slot = self._data_loader()
         slot.orders = orders
+        return loader
+
+    def batches_from(self, orders: Iterable[torch.Tensor]) -> Iterator[Batch]:
         bad: list[int] = []
         try:
-            for images, labels, skipped in loader:
+            for images, labels, skipped in self._decoded(orders):
                 bad += skipped
                 if labels.shape[0]:
                     yield images, labels
@@ -285,5 +300,5 @@ def with_loader(images: ImageSet, loader: LoaderSettings) -> ImageSet:
     return images.with_loader(loader) if isinstance(images, FileImageSet) else images
 
 
-__all__ = ["FileImageSet", "ImageSet", "LoaderSettings", "TensorImageSet", "default_loader_workers", "with_loader",
+__all__ = ["FileImageSet", "ImageSet", "LoaderKind", "LoaderSettings", "TensorImageSet", "default_loader_workers", "with_loader",
 ]

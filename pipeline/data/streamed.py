@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pipeline.data.images import FOLDER_LAYOUT, IMAGE_SUFFIXES, folder_listing
-from pipeline.data.imageset import FileImageSet, ImageSet, LoaderSettings
+from pipeline.data.imageset import FileImageSet, ImageSet, LoaderSettings, with_loader
 from pipeline.data.splits import TEST_FRACTION, TEST_SPLIT_SEED, Splits, channel_stats, holdout_indices
 from pipeline.errors import DataError
 
@@ -208,7 +208,9 @@ def load_streamed_folder_splits(path: str | None, val_fraction: float, seed: int
             test = _prefixed(listing, "test/")
     train = Listing(root, _relative(train_paths, root), np.asarray(train_labels, dtype=np.int64))
     train_set, val_set, test_set = _split(root, train, test, val_fraction, seed, image_size, loader)
-    sample, _ = train_set.sample(STATS_SAMPLE, STATS_SEED).take(np.arange(min(STATS_SAMPLE, len(train_set))))
+    # decoded here with DataLoader workers whatever data.loader is, so loading needs no Ray
+    stats_set = with_loader(train_set.sample(STATS_SAMPLE, STATS_SEED), replace(loader, kind="torch"))
+    sample, _ = stats_set.take(np.arange(min(STATS_SAMPLE, len(train_set))))
     if sample.shape[0] == 0:
         raise DataError(f"data path {root}: none of the sampled training images could be decoded; "
                         f"expected {FOLDER_LAYOUT}")
