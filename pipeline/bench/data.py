@@ -196,15 +196,16 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The figures the issue asks for, from the rows."""
     out: dict[str, Any] = {}
     memory_rows = [row for row in rows if row["part"] == "memory"]
-    if memory_rows:
-        sizes = sorted({row["images"] for row in memory_rows})
-        for role in ("train", "evaluator"):
-            for stream in ("on", "off"):
-                peak = {row["images"]: row["peak_rss_mib"] + row["worker_peak_rss_mib"] * row.get("workers", 0)
-                        for row in memory_rows if row["role"] == role and row["stream"] == stream}
-                if len(peak) == 2:
-                    out[f"memory_growth_{role}_{'streamed' if stream == 'on' else 'in_memory'}"] = \
-                        peak[sizes[1]] / peak[sizes[0]] - 1.0
+    sizes = sorted({row["images"] for row in memory_rows})
+    for role in ("train", "evaluator"):
+        for stream, label in (("on", "streamed"), ("off", "in_memory")):
+            chosen = {row["images"]: row for row in memory_rows if row["role"] == role and row["stream"] == stream}
+            if len(sizes) == 2 and len(chosen) == 2:
+                small, large = chosen[sizes[0]], chosen[sizes[1]]
+                out[f"memory_growth_{role}_{label}"] = large["peak_rss_mib"] / small["peak_rss_mib"] - 1.0
+                if large["worker_peak_rss_mib"] and small["worker_peak_rss_mib"]:
+                    out[f"memory_growth_{role}_{label}_loader_worker"] = (
+                        large["worker_peak_rss_mib"] / small["worker_peak_rss_mib"] - 1.0)
     for row in rows:
         if row["part"] == "throughput":
             out[f"data_to_train_ratio_{row['cores']}_cores"] = row["ratio"]
@@ -230,7 +231,7 @@ def run_data_bench(out: Path, parts: list[str], work: Path | None = None, sizes:
     if "memory" in parts:
         rows += memory(work, sizes, memory_image_size, steps=3 if quick else 20)
     if "throughput" in parts:
-        rows += throughput(work, workers, 256, 224, batches=3 if quick else 12, train_steps=1 if quick else 4)
+        rows += throughput(work, workers, 256, 224, batches=3 if quick else 12, train_steps=1 if quick else 2)
     if "scaling" in parts:
         rows += scaling(work, (1, 2), 256, batches=3 if quick else 20)
     figures = summary(rows)
