@@ -217,3 +217,23 @@ def test_search_on_int8_objectives_end_to_end_through_ray(tmp_path):
     assert front["top1@cpu_int8"].notna().all() and front["latency_ms@cpu_int8"].notna().all()
     assert list((tmp_path / "cache").glob("*_cpu_int8.int8.onnx"))
     assert list((tmp_path / "cache" / "trained").glob("*_cpu_int8_round0_*.int8.onnx"))
+
+
+@pytest.mark.slow
+def test_precision_fronts_bench_fills_its_figures_with_measurements(tmp_path):
+    from pipeline.bench.precision_fronts import compare_precision_fronts
+
+    run_dir = _tiny_run(tmp_path)
+    result = compare_precision_fronts(run_dir / "supernet" / "supernet.pt", tmp_path / "bench",
+                                      config_path=REPO / "jobs/configs/pipeline_tiny.yaml", evaluations=8, quick=True,
+                                      overrides=["search.initial_size=4", "search.candidates_per_iteration=2"])
+    assert set(result["front_sizes"]) == {"fp32_latency", "int8_latency"} and min(result["front_sizes"].values()) >= 1
+    assert result["shared"] + result["differing"] >= max(result["front_sizes"].values())
+    assert all(0.0 <= value <= 1.1 ** 2 for value in result["hypervolume_top1_int8_latency"].values())
+    assert result["evaluations"] == {"fp32_latency": 8, "int8_latency": 8}
+    table = pd.DataFrame(result["int8_latency_by_top1"])
+    assert len(table) >= 1 and table[["fp32_latency_front_int8_ms", "int8_latency_front_int8_ms"]].max().min() > 0
+    rows = pd.read_parquet(tmp_path / "bench" / "bench_precision_fronts.parquet")
+    for column in ("top1", "top1@cpu_int8", "latency_ms@cpu_fp32", "latency_ms@cpu_int8"):
+        assert rows[column].notna().all() and (rows[column] >= 0).all(), column
+    assert (rows["latency_ms@cpu_int8"] > 0).all()
