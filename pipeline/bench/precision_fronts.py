@@ -58,6 +58,9 @@ def bench_overrides(evaluations: int, quick: bool) -> list[str]:
         f"search.max_evaluations={evaluations}", f"search.initial_size={initial}",
         f"search.candidates_per_iteration={max(2, (evaluations - initial) // 4)}",
         "search.adaptation.enabled=false",
+        # cheap surrogates: on 2 busy cores LightGBM + GP with 5-fold CV cost ~2 min per iteration,
+        # and the comparison needs the same engine in both runs, not the best one
+        "search.surrogates=[ridge, dtree]", "search.cv_folds=3",
     ]
 
 
