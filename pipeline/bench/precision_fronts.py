@@ -58,9 +58,11 @@ def bench_overrides(evaluations: int, quick: bool) -> list[str]:
         f"search.max_evaluations={evaluations}", f"search.initial_size={initial}",
         f"search.candidates_per_iteration={max(2, (evaluations - initial) // 4)}",
         "search.adaptation.enabled=false",
-        # cheap surrogates: on 2 busy cores LightGBM + GP with 5-fold CV cost ~2 min per iteration,
-        # and the comparison needs the same engine in both runs, not the best one
+        # a cheap engine: the comparison needs the same one in both runs, not the best one. On 2
+        # busy cores the demo's (LightGBM + GP, 5 folds, 40 x 10 surrogate NSGA) took ~3 min per
+        # iteration, mostly counting the MACs of every surrogate candidate for the latency predictor
         "search.surrogates=[ridge, dtree]", "search.cv_folds=3",
+        "search.surrogate_population=24", "search.surrogate_generations=6",
     ]
 
 
