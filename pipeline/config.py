@@ -3,11 +3,13 @@
 One ``PipelineConfig`` holds a section per stage. Every section forbids unknown keys, so a typo
 is an error that names the key. ``load_config`` applies ``--set key.path=value`` overrides
 (values parsed as YAML) and turns any validation failure into a one-line ``ConfigError``.
-This module imports nothing else from ``pipeline`` except the error types.
+This module imports nothing else from ``pipeline`` except the error types and the leaf
+``quantize`` (which providers run INT8).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import ConfigError
+from pipeline.quantize import INT8_PROVIDERS
 
 #: the data sets ``pipeline.data`` can load (the one list of their names)
 DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder", "imagenet"]
@@ -23,6 +26,8 @@ DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagene
 STREAMABLE_DATASETS = ("folder", "imagenet")
 #: forward-pass precisions (``pipeline.supernet.precision``): fp32, or autocast to bf16/fp16
 Precision = Literal["fp32", "bf16", "fp16"]
+#: the numeric format a hardware profile deploys a subnet in (its latency and ``top1@<profile>``)
+ProfilePrecision = Literal["fp32", "int8", "fp16"]
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
@@ -252,6 +257,11 @@ class HardwareProfile(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     placement: ProfilePlacement = ProfilePlacement()
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
+    # the model the profile times and (int8) whose accuracy is measured as top1@<name>: fp32 as
+    # exported; int8: ONNX Runtime static QDQ quantisation (pipeline.quantize), cpu or tensorrt only
+    precision: ProfilePrecision = "fp32"
+    # int8: how many seeded training images calibrate the activation ranges (evaluate.calibration_seed)
+    calibration_images: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1)  # intra-op threads; None = every core of the node
     batch_size: int = Field(1, ge=1)
     resolution: int | None = Field(None, ge=8)  # None = the architecture's own resolution
@@ -272,6 +282,27 @@ class HardwareProfile(Section):
     num_actors: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0.0)  # CPUs each latency actor reserves
     num_gpus: float = Field(0.0, ge=0.0)
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_on_its_providers(cls, value: str, info: Any) -> str:
+        name, provider = info.data.get("name"), info.data.get("provider")
+        if value == "int8" and provider not in INT8_PROVIDERS:
+            raise ValueError(
+                f"profile {name!r}: int8 needs provider {' or '.join(INT8_PROVIDERS)}, not {provider!r} "
+                "(the CUDA provider has no INT8 convolution: it would run the model dequantised)")
+        if value == "fp16":
+            raise ValueError(
+                f"profile {name!r}: fp16 profiles are not built yet (they need an fp16 ONNX conversion, for "
+                "cuda or tensorrt only, and onnxconverter-common is not installed); use fp32 or int8")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _not_an_exit_name(cls, value: str) -> str:
+        if re.fullmatch(r"exit\d+", value):
+            raise ValueError(f"{value!r} is reserved: top1@{value} is the accuracy of an early exit")
+        return value
 
     @field_validator("timer")
     @classmethod

@@ -20,8 +20,12 @@ from pipeline.train.files import published_supernet
 
 def evaluate_cream_answer(evaluator: Evaluator, sink: ResultSink, run_dir: str | Path, *,
                           run_id: str) -> list[EvaluationResult]:
-    """Evaluate Cream's answer of the run in ``run_dir`` into ``sink``; a run trained without Cream has none: ``[]``."""
-    _, extra = load_supernet(published_supernet(run_dir))
+    """Evaluate Cream's answer of the run in ``run_dir`` into ``sink``; a run trained without Cream has none: ``[]``.
+
+    The board is read from the checkpoint the evaluator measures (``evaluate.checkpoint`` may name
+    another run's supernet), else from the run's published one.
+    """
+    _, extra = load_supernet(getattr(evaluator, "checkpoint", None) or published_supernet(run_dir))
     paths = cream_answer(extra)
     if not paths:
         return []

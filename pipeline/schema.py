@@ -31,6 +31,9 @@ Architecture = dict[str, Any]
 Direction = Literal["min", "max"]
 #: a profile's median latency column is ``LATENCY_PREFIX + <profile>`` (the one spelling of it)
 LATENCY_PREFIX = "latency_ms@"
+#: top-1 of a variant of the subnet: ``TOP1_PREFIX + exitK`` (an early exit) or ``+ <profile>`` (the
+#: model an int8 hardware profile deploys, measured after quantisation)
+TOP1_PREFIX = "top1@"
 
 
 @dataclass(frozen=True)

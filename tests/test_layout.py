@@ -13,8 +13,9 @@ import pytest
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
 #: modules that may import nothing of the pipeline except each other (docs/design.md: the leaves,
-#: plus onnx_runtime: the one ONNX Runtime session factory that supernet and evaluate share)
-LEAVES = {"schema", "atomic", "errors", "config", "space", "onnx_runtime"}
+#: plus onnx_runtime: the one ONNX Runtime session factory that supernet and evaluate share, and
+#: quantize: the one INT8 path, whose provider list config validates profiles against)
+LEAVES = {"schema", "atomic", "errors", "config", "space", "onnx_runtime", "quantize"}
 #: packages that search and generate must never reach (adaptation is a callback the stage wires)
 FORBIDDEN = {
     "search": {"supernet", "train", "generate", "bench", "stages"},

@@ -5,11 +5,17 @@
   between batches). Per architecture it returns BN-recalibrated validation top-1 (every exit's for
   early-exit architectures, see ``accuracy.SubnetScorer``), ``params_m`` and ``macs_m`` (counted on
   the extracted subnet), and ``supernet_round``: the adaptation round of the weights it used.
+  For every ``int8`` hardware profile it also reports ``top1@<profile>``: the recalibrated subnet
+  extracted (the architecture's own exit), quantised and run with ONNX Runtime on the same
+  validation images (``int8.quantized_top1``; cached per architecture, profile and round).
 - ``LatencyWorker`` measures one hardware profile. Latency depends only on the architecture, not
   on the weights, so it builds a supernet of the space (no checkpoint needed: it can run while
   training runs), exports the extracted subnet to ONNX once per ``(arch_id, resolution, batch)``
   into a shared cache folder (``export_onnx`` writes atomically), and times it
-  with ONNX Runtime under the profile's settings (``latency.measure_onnx``).
+  with ONNX Runtime under the profile's settings (``latency.measure_onnx``). An ``int8`` profile
+  times that file quantised (``int8.int8_latency_model``, cached per ``(arch_id, resolution,
+  batch, profile)``), calibrated on the seeded training images: only those are loaded, and the
+  weights stay random, since INT8 latency does not depend on weight values either.
 - ``NoOpWorker`` returns what it is given; the dispatch-overhead benchmark uses it.
 
 The classes are plain Python; ``accuracy_pool`` / ``latency_pool`` wrap them with ``ray.remote``
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ import numpy as np
 import torch
 
 from pipeline.config import DataConfig, EvaluateConfig, HardwareProfile
-from pipeline.errors import CheckpointError, ConfigError
+from pipeline.errors import CheckpointError, ConfigError, ProfileError
 from pipeline.evaluate.dispatch import WorkerPool
 from pipeline.evaluate.latency import SpeedReference, measure_onnx, speed_reference
 from pipeline.evaluate.profiles import actor_options
@@ -85,16 +92,26 @@ class AccuracyWorker:
         data: dict[str, Any],
         seed: int,
         evaluate: dict[str, Any],
+        cache_dir: str | None = None,
     ) -> None:
-        from pipeline.data import load_splits_from_config
+        from pipeline.data import calibration_subset, load_splits_from_config
         from pipeline.evaluate.accuracy import SubnetScorer
+        from pipeline.evaluate.int8 import CalibrationImages
         from pipeline.supernet.precision import ForwardPrecision
 
         settings = EvaluateConfig.model_validate(evaluate)
         torch.set_num_threads(settings.threads_per_evaluator)
+        self.settings = settings
         self.checkpoint_path = Path(checkpoint_path)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         splits = load_splits_from_config(DataConfig.model_validate(data), seed=seed)
         calibration, val = evaluation_subsets(splits, settings)
+        self.int8_profiles = [profile for profile in settings.profiles if profile.precision == "int8"]
+        count = max((profile.calibration_images for profile in self.int8_profiles), default=0)
+        self.int8_calibration = CalibrationImages(
+            calibration_subset(splits, count, settings.calibration_seed), tuple(splits.mean), tuple(splits.std),
+            splits.eval_crop,
+        ) if count else None
         self.scorer = SubnetScorer(
             calibration, val, splits.mean, splits.std,
             settings.calibration_batch_size, settings.eval_batch_size,
@@ -139,9 +156,35 @@ class AccuracyWorker:
         self.reload_if_newer()
         assert self.net is not None
         metrics = self.scorer.score(self.net, arch)
+        metrics.update(self.quantized_accuracies(arch))  # BN statistics are this arch's until the next score
         metrics.update(arch_costs(self.net, arch))
         metrics[SUPERNET_ROUND] = float(self.supernet_round)  # which weights this accuracy belongs to
         return {"metrics": metrics, "checkpoint_loads": self.loads, **_where()}
+
+    def quantized_accuracies(self, arch: Architecture) -> dict[str, float]:
+        """``top1@<profile>`` for every int8 profile: the just-recalibrated subnet, quantised and run
+        with ONNX Runtime on the validation images (see ``int8.quantized_top1``)."""
+        if not self.int8_profiles:
+            return {}
+        from pipeline.evaluate.int8 import quantized_top1, trained_model_key
+        from pipeline.evaluate.objectives import quantized_top1_metric
+
+        assert self.net is not None and self.int8_calibration is not None
+        arch = self.net.space.validate(arch)
+        resolution = arch["resolution"]
+        subnet = self.net.extract(arch).eval()  # the deployed exit only, with the recalibrated statistics
+        metrics = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = self.cache_dir / "trained" if self.cache_dir else Path(scratch)
+            for profile in self.int8_profiles:
+                key = trained_model_key(arch_id(arch), profile.name, self.supernet_round,
+                                        (*self._version, profile.calibration_images, self.settings.calibration_seed))
+                calibration = self.int8_calibration.at(resolution, profile.calibration_images)
+                value, _ = quantized_top1(subnet, folder / f"{key}.int8.onnx", calibration,
+                                          self.scorer.val_batches(resolution), resolution, self.num_classes,
+                                          self.settings.threads_per_evaluator)
+                metrics[quantized_top1_metric(profile.name)] = value
+        return metrics
 
     def ping(self) -> str:
         return _node_id()
@@ -151,29 +194,55 @@ class LatencyWorker:
     """Latency actor body for one hardware profile (see the module docstring)."""
 
     def __init__(
-        self, space_options: dict[str, Any], num_classes: int, profile: dict[str, Any], cache_dir: str
+        self, space_options: dict[str, Any], num_classes: int, profile: dict[str, Any], cache_dir: str,
+        data: dict[str, Any] | None = None, seed: int = 0, calibration_seed: int = 0,
     ) -> None:
+        """``data``, ``seed`` and ``calibration_seed`` (the data config, run seed and
+        ``evaluate.calibration_seed``) are needed only by an int8 profile, to draw its calibration images."""
         from pipeline.supernet.builder import build_supernet
 
         torch.set_num_threads(1)
         self.profile = HardwareProfile.model_validate(profile)
         self.net = build_supernet(space_options, num_classes).eval()
+        self.num_classes = num_classes
         self.space = self.net.space
         self.cache_dir = Path(cache_dir)
+        self._data = DataConfig.model_validate(data) if data is not None else None
+        self._seeds = (seed, calibration_seed)
+        self._calibration: Any = None
         self._reference: SpeedReference | None = None
 
+    def calibration(self, resolution: int) -> np.ndarray:
+        """The int8 profile's calibration images at ``resolution`` (the data set is read once)."""
+        from pipeline.evaluate.int8 import CalibrationImages
+
+        if self._calibration is None:
+            if self._data is None:
+                raise ProfileError(f"hardware profile {self.profile.name!r} is int8 and its latency actor was "
+                                   "given no data config to draw calibration images from")
+            self._calibration = CalibrationImages.load(self._data, self._seeds[0], self.profile.calibration_images,
+                                                       self._seeds[1])
+        return self._calibration.at(resolution, self.profile.calibration_images)
+
     def onnx_path(self, arch: Architecture) -> tuple[Path, int, bool]:
-        """The cached ONNX file of ``arch`` at the profile's resolution and batch; exported if missing."""
+        """The cached ONNX file the profile times for ``arch`` at its resolution and batch, made if
+        missing: the exported fp32 model, or for an int8 profile that model quantised."""
         from pipeline.supernet.export import export_onnx
 
         arch = self.space.validate(arch)
         resolution = self.profile.resolution or arch["resolution"]
         batch = self.profile.batch_size
         path = self.cache_dir / f"{arch_id(arch)}_r{resolution}_b{batch}.onnx"
-        if path.is_file():
-            return path, resolution, True
-        export_onnx(self.net.extract(arch).eval(), path, resolution, batch_size=batch)  # atomic
-        return path, resolution, False
+        cached = path.is_file()
+        if not cached:
+            export_onnx(self.net.extract(arch).eval(), path, resolution, batch_size=batch)  # atomic
+        if self.profile.precision != "int8":
+            return path, resolution, cached
+        from pipeline.evaluate.int8 import int8_latency_model
+
+        int8 = self.cache_dir / f"{arch_id(arch)}_r{resolution}_b{batch}_{self.profile.name}.int8.onnx"
+        int8, cached = int8_latency_model(path, int8, self.calibration(resolution), resolution, batch, self.num_classes)
+        return int8, resolution, cached
 
     def reference(self) -> SpeedReference | None:
         """The profile's speed reference (built and timed on first use), or None when it has none.
@@ -215,13 +284,16 @@ def accuracy_pool(
     seed: int,
     settings: EvaluateConfig,
     name: str = "accuracy",
+    cache_dir: str | Path | None = None,
 ) -> WorkerPool:
-    """``settings.num_evaluators`` evaluator actors, one CPU share and thread budget each."""
+    """``settings.num_evaluators`` evaluator actors, one CPU share and thread budget each; the int8
+    profiles of ``settings.profiles`` get ``top1@<profile>``, their models cached under ``cache_dir``."""
     import ray
 
     placement = {"scheduling_strategy": "SPREAD"} if settings.evaluator_placement == "spread" else {}
     remote = ray.remote(AccuracyWorker).options(num_cpus=settings.evaluator_num_cpus, **placement)
-    args = (str(checkpoint_path), data.model_dump(mode="json"), seed, settings.model_dump(mode="json"))
+    args = (str(checkpoint_path), data.model_dump(mode="json"), seed, settings.model_dump(mode="json"),
+            str(cache_dir) if cache_dir else None)
     return WorkerPool(
         name, lambda: remote.remote(*args), settings.num_evaluators,
         timeout_s=settings.candidate_timeout_s, max_retries=settings.max_retries,
@@ -234,16 +306,20 @@ def latency_pool(
     num_classes: int,
     cache_dir: str | Path,
     settings: EvaluateConfig,
+    data: DataConfig | None = None,
+    seed: int = 0,
 ) -> WorkerPool:
     """``profile.num_actors`` latency actors placed only on nodes that match ``profile``.
 
     An actor runs its calls one at a time, so measurements of one actor never overlap; on a
     shared machine they can still overlap with other actors' work (see ``HardwareProfile.num_cpus``).
+    An int8 profile's actors draw their calibration images from ``data`` (run seed ``seed``).
     """
     import ray
 
     remote = ray.remote(LatencyWorker).options(**actor_options(profile))
-    args = (space.options(), num_classes, profile.model_dump(mode="json"), str(cache_dir))
+    args = (space.options(), num_classes, profile.model_dump(mode="json"), str(cache_dir),
+            data.model_dump(mode="json") if data is not None else None, seed, settings.calibration_seed)
     return WorkerPool(
         profile.name, lambda: remote.remote(*args), profile.num_actors,
         timeout_s=settings.candidate_timeout_s, max_retries=settings.max_retries,

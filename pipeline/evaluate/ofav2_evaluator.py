@@ -4,7 +4,8 @@ One call of ``evaluate(archs)``:
 
 1. validates every architecture (``ArchitectureError`` before any work starts);
 2. asks the archive actor which of them it already holds and skips what is measured: accuracy
-   when an ``ok`` row has ``top1`` measured under the published checkpoint's adaptation round
+   when an ``ok`` row has ``top1`` (and ``top1@<profile>`` of every int8 profile) measured under
+   the published checkpoint's adaptation round
    (``supernet_round``; after a search-time adaptation older accuracies are stale), latency per
    ``(arch_id, profile)`` when the row (or this evaluator's memory) has ``latency_ms@<profile>``;
 3. runs the rest through one ``Dispatcher``: the evaluator pool (accuracy, params, MACs) and one
@@ -39,6 +40,7 @@ from pipeline.errors import CheckpointError
 from pipeline.evaluate.actors import SUPERNET_ROUND, accuracy_pool, latency_pool
 from pipeline.evaluate.dispatch import Dispatcher, Outcome, WorkItem
 from pipeline.evaluate.interface import EvaluationResult, Evaluator, OnMeasured
+from pipeline.evaluate.objectives import quantized_top1_metric
 from pipeline.evaluate.predictor import LatencyPredictor, held_out_error
 from pipeline.evaluate.profiles import latency_metric, resolve_profiles
 from pipeline.schema import LATENCY_PREFIX
@@ -91,14 +93,23 @@ class OFAv2ActorEvaluator(Evaluator):
         self._cheap: dict[str, dict[str, float]] = {}
         self._arch_of: dict[str, Architecture] = {}
         self.placements: dict[tuple[str, str], str] = {}
-        pools = [accuracy_pool(self.checkpoint, config.data, config.run.seed, self.settings, ACCURACY_POOL)]
+        # the evaluator's profiles only: their int8 ones get top1@<profile> from the accuracy actors
+        accuracy_settings = self.settings.model_copy(update={"profiles": self.profiles})
+        pools = [accuracy_pool(self.checkpoint, config.data, config.run.seed, accuracy_settings, ACCURACY_POOL,
+                               cache_dir=self.cache_dir)]
         pools += [
-            latency_pool(profile, self.space, self.local_net.num_classes, self.cache_dir, self.settings)
+            latency_pool(profile, self.space, self.local_net.num_classes, self.cache_dir, self.settings,
+                         data=config.data, seed=config.run.seed)
             for profile in self.profiles
         ]
         self.dispatcher = Dispatcher(pools)
 
     # ------------------------------------------------------------------------------ public API
+    @property
+    def _quantized_metrics(self) -> list[str]:
+        """``top1@<profile>`` of every int8 profile: measured by the accuracy actors with ``top1``."""
+        return [quantized_top1_metric(profile.name) for profile in self.profiles if profile.precision == "int8"]
+
     @property
     def profile_names(self) -> list[str]:
         return [profile.name for profile in self.profiles]
@@ -220,7 +231,9 @@ class OFAv2ActorEvaluator(Evaluator):
             row_ok = row.get("status") == "ok"
             row_round = int(row[SUPERNET_ROUND]) if _finite(row.get(SUPERNET_ROUND)) else 0
             count = 0
-            if key not in self._accuracy and not (row_ok and _finite(row.get("top1")) and row_round == supernet_round):
+            accuracy_known = row_ok and row_round == supernet_round and all(
+                _finite(row.get(metric)) for metric in ("top1", *self._quantized_metrics))
+            if key not in self._accuracy and not accuracy_known:
                 items.append(WorkItem((key, ACCURACY_POOL), ACCURACY_POOL, arch))
                 count += 1
             for profile in self.profiles:
