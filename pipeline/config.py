@@ -247,6 +247,10 @@ class HardwareProfile(Section):
     num_actors: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0.0)  # CPUs each latency actor reserves
     num_gpus: float = Field(0.0, ge=0.0)
+    # the numeric precision of the model timed on this profile; int8: ONNX Runtime's static
+    # quantisation (pipeline.quantize) calibrated on calibration_images seeded training images
+    precision: Literal["fp32", "int8", "fp16"] = "fp32"
+    calibration_images: int = Field(64, ge=1)
 
     @field_validator("timer")
     @classmethod
