@@ -34,6 +34,7 @@ JOBS = (
     "bench_generate",
     "bench_eval",
     "bench_ofa_import",
+    "bench_deploy",
 )
 
 PROG = "python -m pipeline"
