@@ -63,7 +63,8 @@ INPUT_LAYOUT = {"layout": "NCHW", "dtype": "float32", "channels": "RGB",
 #: flat columns of the fine-tune row with one entry per profile (``<prefix><profile>``)
 BUNDLE_PREFIXES = ("test_top1@", "latency_ms@", "latency_p90_ms@", "latency_cv@", "latency_fp32_ms@",
                    "int8_agreement@", "int8_top1@")
-#: flat columns of the fine-tune row that are the same for every profile
+#: flat columns of the fine-tune row that are the same for every profile (``train.finetune`` keeps
+#: these and every ``@`` column)
 BUNDLE_KEYS = ("test_top1_fp32", "bundle_dir", "card_path", "timed_on", "eval_split")
 
 
@@ -256,11 +257,6 @@ def deploy(module: nn.Module, *, directory: Path, arch: dict[str, Any], arch_id:
     card = read_card(directory)
     return {**columns, "onnx_path": str(Path(directory) / FP32_FILE),
             "onnx_max_abs_diff": card["models"]["fp32"]["parity"]["max_abs_logit_diff_vs_torch"]}
-
-
-def is_bundle_column(key: str) -> bool:
-    """Whether ``key`` is one of the columns ``build_bundle`` adds to a fine-tune row."""
-    return key in BUNDLE_KEYS or key.startswith(BUNDLE_PREFIXES)
 
 
 def read_card(bundle_dir: str | Path) -> dict[str, Any]:
