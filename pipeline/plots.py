@@ -3,7 +3,8 @@
 - ``front.png``: the front after each iteration, top-1 against each cost objective;
 - ``hypervolume.png``: hypervolume against evaluations;
 - ``training_phases.png``: the supernet's phase table and validation accuracy per epoch;
-- ``generated.png``: generated architectures against their budgets.
+- ``generated.png``: generated architectures against their budgets;
+- ``precision.png``: the fine-tuned subnets at fp32 and INT8, top-1 against latency (int8 profiles only).
 
 ``plot_run`` draws whichever of these the run directory has data for and returns their paths.
 """
@@ -144,10 +145,33 @@ def plot_generated(run_dir: str | Path) -> Path:
     return _save(figure, RunDir(run_dir).plot("generated.png"))
 
 
+def plot_precision(run_dir: str | Path) -> Path:
+    """Fine-tuned subnets at fp32 and INT8: test top-1 against latency, one panel per int8 profile."""
+    run_dir = Path(run_dir)
+    table = results.precision_comparison(run_dir)
+    if table.empty:
+        raise ResultsError(f"{run_dir}: no int8 profile in finetuned.parquet")
+    profiles = list(dict.fromkeys(table["profile"]))
+    figure, axes = plt.subplots(1, len(profiles), figsize=(4.6 * len(profiles), 3.8), squeeze=False)
+    for axis, profile in zip(axes[0], profiles, strict=True):
+        rows = table[table["profile"] == profile]
+        axis.scatter(rows["fp32_ms"], rows["fp32_top1"], label="fp32")
+        axis.scatter(rows["int8_ms"], rows["int8_top1"], marker="s", label="INT8")
+        for _, row in rows.iterrows():  # each subnet's move from fp32 to INT8
+            axis.annotate("", xy=(row["int8_ms"], row["int8_top1"]), xytext=(row["fp32_ms"], row["fp32_top1"]),
+                          arrowprops={"arrowstyle": "->", "color": "grey", "lw": 0.8})
+        axis.set_xlabel(f"latency (ms) on {profile}")
+        axis.set_ylabel("test top-1 (%), ONNX Runtime")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Fine-tuned subnets: fp32 against INT8")
+    return _save(figure, RunDir(run_dir).plot("precision.png"))
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every plot the run directory has data for; return the written paths."""
     written = []
-    for plot in (plot_fronts, plot_hypervolume, plot_training_phases, plot_generated):
+    for plot in (plot_fronts, plot_hypervolume, plot_training_phases, plot_generated, plot_precision):
         try:
             written.append(plot(run_dir))
         except (ResultsError, KeyError) as exc:
@@ -155,4 +179,4 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     return written
 
 
-__all__ = ["plot_fronts", "plot_generated", "plot_hypervolume", "plot_run", "plot_training_phases"]
+__all__ = ["plot_fronts", "plot_generated", "plot_hypervolume", "plot_precision", "plot_run", "plot_training_phases"]

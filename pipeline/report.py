@@ -3,7 +3,8 @@
 ``write_report(run_dir)`` draws the run's plots (``pipeline.plots``) and writes one HTML page with
 them embedded as base64 PNG: the config summary, the training phase table, the front per search
 iteration, the hypervolume curve, the generated architectures against their budgets (measured and
-predicted), the fine-tuned models with their ONNX files, and the final front as a table that sorts
+predicted), the fine-tuned models with their ONNX files (and, when an int8 hardware profile is
+configured, their fp32 against INT8 figures from the deploy bundles), and the final front as a table that sorts
 on a click of its header (a few lines of inline JavaScript). A section whose data the run does not
 hold yet says so instead of failing, so the page can be written for a partial run.
 """
@@ -175,6 +176,17 @@ def finetuned_section(run: RunDir) -> str:
     return html_table(frame, columns)
 
 
+def precision_section(run: RunDir) -> str:
+    """fp32 against INT8 per fine-tuned subnet and int8 profile: top-1, drop, latency and their ratio."""
+    table = results.precision_comparison(run.root).rename(columns={
+        "fp32_top1": "fp32 top-1", "int8_top1": "INT8 top-1", "top1_drop": "drop (points)",
+        "agreement": "agreement %", "fp32_ms": "fp32 ms", "int8_ms": "INT8 ms", "int8_ratio": "INT8/fp32 latency"})
+    note = ("<p>Top-1 measured by ONNX Runtime on the test split for each file of the subnet's deploy bundle "
+            "(<code>models/&lt;arch_id&gt;/card.json</code>); both files timed under the profile's settings.</p>")
+    return note + html_table(table.drop(columns=["params_m"])) + embedded_png(run.plot("precision.png"),
+                                                                               "fp32 against INT8")
+
+
 def _onnx_note(run: RunDir, path: Any) -> str:
     if not isinstance(path, str) or not path:
         return ""
@@ -198,6 +210,14 @@ def front_section(run: RunDir) -> str:
     return html_table(ordered, columns, sortable=True, table_id="front")
 
 
+def _has_int8_figures(run: RunDir) -> bool:
+    """Whether the run's fine-tuned rows hold deploy-bundle figures of an int8 profile."""
+    try:
+        return bool(results.int8_profiles(results.finetuned(run.root)))
+    except ResultsError:
+        return False
+
+
 def render_report(run_dir: str | Path) -> str:
     """The report page of ``run_dir`` as HTML text (the plots must already be drawn)."""
     run = RunDir(Path(run_dir))
@@ -207,8 +227,10 @@ def render_report(run_dir: str | Path) -> str:
         ("Search", search_section(run)),
         ("Generated architectures against their budgets", generated_section(run)),
         ("Fine-tuned models", finetuned_section(run)),
-        ("Final front", front_section(run)),
     ]
+    if _has_int8_figures(run):
+        sections.append(("Fine-tuned models: fp32 against INT8", precision_section(run)))
+    sections.append(("Final front", front_section(run)))
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)
     title = html.escape(f"NAS run {run.root.name}")
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"

@@ -67,6 +67,38 @@ def finetuned(run_dir: str | Path) -> pd.DataFrame:
     return read_parquet(RunDir(run_dir).finetuned)
 
 
+def int8_profiles(finetuned_rows: pd.DataFrame) -> list[str]:
+    """The int8 hardware profiles whose deploy-bundle figures ``finetuned_rows`` hold."""
+    prefix = "int8_agreement@"
+    return [c[len(prefix):] for c in finetuned_rows.columns if c.startswith(prefix)]
+
+
+def precision_comparison(run_dir: str | Path) -> pd.DataFrame:
+    """fp32 against INT8 per fine-tuned subnet and int8 profile (empty without int8 profiles).
+
+    One row per (subnet, profile): ``fp32_top1`` / ``int8_top1`` (ONNX Runtime on the test split),
+    ``top1_drop`` (fp32 - INT8, points), ``agreement`` (percent of images with the same class),
+    ``fp32_ms`` / ``int8_ms`` (both files timed under the profile's settings) and ``int8_ratio``
+    (INT8 / fp32 latency, below 1 when INT8 is faster)."""
+    frame = finetuned(run_dir)
+    if "status" in frame:
+        frame = frame[frame["status"] == "ok"]
+    rows = []
+    for profile in int8_profiles(frame):
+        for _, row in frame.iterrows():
+            fp32_ms, int8_ms = row.get(f"latency_fp32_ms@{profile}"), row.get(f"latency_ms@{profile}")
+            rows.append({
+                "arch_id": row["arch_id"], "profile": profile, "fp32_top1": row.get("test_top1_fp32"),
+                "int8_top1": row.get(f"int8_top1@{profile}"),
+                "top1_drop": row.get("test_top1_fp32") - row.get(f"int8_top1@{profile}"),
+                "agreement": row.get(f"int8_agreement@{profile}"), "fp32_ms": fp32_ms, "int8_ms": int8_ms,
+                "int8_ratio": int8_ms / fp32_ms if fp32_ms and fp32_ms > 0 else float("nan"),
+                "params_m": row.get("params_m"),
+            })
+    return pd.DataFrame(rows, columns=["arch_id", "profile", "fp32_top1", "int8_top1", "top1_drop", "agreement",
+                                       "fp32_ms", "int8_ms", "int8_ratio", "params_m"])
+
+
 def train_metrics(run_dir: str | Path) -> pd.DataFrame:
     """Per-epoch supernet training metrics (``train_metrics.parquet``)."""
     return read_parquet(RunDir(run_dir).train_metrics)

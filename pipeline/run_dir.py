@@ -10,7 +10,8 @@ RUN_DIR/
   archive.parquet        every truly evaluated architecture
   fronts/iter_NNN.parquet, front.parquet, search_history.parquet, search_state.json
   generator/             the fitted PNAG generator
-  generated.parquet, finetuned.parquet, models/*.onnx, plots/*.png, logs/, report.html
+  generated.parquet, finetuned.parquet, plots/*.png, logs/, report.html
+  models/<arch_id>/      a fine-tuned subnet's deploy bundle: fp32.onnx, <profile>.int8.onnx, card.json
 ```
 
 A new run refuses a directory that already holds a run, so nothing is overwritten silently;
@@ -84,8 +85,12 @@ class RunDir:
         return self.search_files.front_at(iteration)
 
     def model(self, arch_id: str) -> Path:
-        """The exported ONNX file of a fine-tuned subnet."""
+        """The exported fp32 ONNX file of a fine-tuned subnet (in its deploy bundle)."""
         return self.train_files.model(arch_id)
+
+    def bundle(self, arch_id: str) -> Path:
+        """The deploy bundle folder of a fine-tuned subnet (``pipeline.deploy_bundle``)."""
+        return self.train_files.bundle(arch_id)
 
     def plot(self, name: str) -> Path:
         return self.plots_dir / name

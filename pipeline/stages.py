@@ -97,11 +97,11 @@ def run_generate_stage(config: PipelineConfig, run_dir: Path, resume: bool = Fal
 
 def run_finetune_stage(config: PipelineConfig, run_dir: Path, resume: bool = False,
                        archs: Sequence[Architecture] | None = None) -> dict[str, Any]:
-    """Ray Tune trials fine-tuning the chosen subnets; ONNX to ``models/``, ``finetuned.parquet``."""
+    """Ray Tune trials fine-tuning the chosen subnets; deploy bundles to ``models/``, ``finetuned.parquet``."""
+    from pipeline.deploy_bundle import deploy  # the subnet's bundle: fp32 and INT8 models, card.json
     from pipeline.finetune_choices import finetune_choices
     from pipeline.train.finetune import finetune_run
-
-    frame = finetune_run(config, run_dir, resume=resume, archs=archs, progress=_progress(),
+    frame = finetune_run(config, run_dir, resume=resume, archs=archs, progress=_progress(), deploy=deploy,
                          choose=lambda space: finetune_choices(config.finetune, Path(run_dir), space))
     ok = frame[frame["status"] == "ok"]
     _log.info(f"finetune: {len(ok)}/{len(frame)} subnets fine-tuned and exported to {RunDir(run_dir).models_dir}")

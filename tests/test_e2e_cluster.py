@@ -89,7 +89,7 @@ def test_ray_job_submit_runs_the_pipeline_on_labelled_nodes(labelled_cluster, tm
     for name in ("front.parquet", "generated.parquet", "finetuned.parquet", "train_metrics.parquet"):
         assert len(pd.read_parquet(run_dir / name)) > 0, name
     assert list((run_dir / "fronts").glob("iter_*.parquet"))
-    assert list((run_dir / "models").glob("*.onnx"))
+    assert list((run_dir / "models").glob("*/fp32.onnx")) and list((run_dir / "models").glob("*/card.json"))
     assert (run_dir / "plots" / "front.png").is_file()
     _check_what_the_user_saw(submitted.stdout, run_dir)
     _check_report(run_dir)

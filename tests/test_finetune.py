@@ -36,7 +36,7 @@ def test_early_stopping_and_retrain(supernet_run, tmp_path):
     assert len(epochs_seen) < 30
     assert 1 <= row["best_epochs"] <= len(epochs_seen)
     assert row["onnx_max_abs_diff"] <= 1e-4
-    assert (tmp_path / f"{row['arch_id']}.onnx").is_file()
+    assert (tmp_path / row["arch_id"] / "fp32.onnx").is_file() and row["onnx_path"].endswith("fp32.onnx")
     assert 0.0 <= row["top1"] <= 100.0
 
 
@@ -56,7 +56,7 @@ def test_tune_trials_write_finetuned_parquet(supernet_run, ray_local):
 
     on_disk = pd.read_parquet(run_dir / "finetuned.parquet")
     assert {"top1", "params_m", "macs_m", "best_epochs", "onnx_path", "arch"} <= set(on_disk.columns)
-    assert len(list((run_dir / "models").glob("*.onnx"))) == 2
+    assert len(list((run_dir / "models").glob("*/fp32.onnx"))) == 2
 
 
 def test_a_resumed_finetune_skips_the_architectures_already_done(supernet_run, ray_local):
@@ -73,7 +73,7 @@ def test_a_resumed_finetune_skips_the_architectures_already_done(supernet_run, r
         key = space.arch_id(arch)
         assert frame.loc[key, "finetune_s"] == before.loc[key, "finetune_s"]
         assert frame.loc[key, "top1"] == before.loc[key, "top1"]
-    assert space.arch_id(extra) in frame.index and len(list((run_dir / "models").glob("*.onnx"))) == 3
+    assert space.arch_id(extra) in frame.index and len(list((run_dir / "models").glob("*/fp32.onnx"))) == 3
 
 
 def test_joint_exit_finetune_deploys_and_costs_only_the_chosen_exit(supernet_run, tmp_path):

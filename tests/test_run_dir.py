@@ -15,7 +15,7 @@ def test_layout_matches_design(tmp_path):
         run.config_file: "config.yaml", run.supernet: "supernet/supernet.pt", run.archive: "archive.parquet",
         run.front_at(7): "fronts/iter_007.parquet", run.front: "front.parquet",
         run.generated: "generated.parquet", run.finetuned: "finetuned.parquet",
-        run.plot("front.png"): "plots/front.png", run.model("abc"): "models/abc.onnx",
+        run.plot("front.png"): "plots/front.png", run.model("abc"): "models/abc/fp32.onnx",
     }
     for path, relative in expected.items():
         assert path == tmp_path / relative

@@ -35,6 +35,7 @@ JOBS = (
     "bench_eval",
     "bench_ofa_import",
     "bench_data",
+    "bench_deploy",
 )
 
 PROG = "python -m pipeline"

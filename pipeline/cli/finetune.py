@@ -5,7 +5,8 @@
 
 The architectures come from the run's final front (default), the generator's picks
 (``finetune.source=generated``), or are given with ``--arch`` (repeatable). Writes
-RUN_DIR/finetuned.parquet and RUN_DIR/models/<arch_id>.onnx.
+RUN_DIR/finetuned.parquet and each subnet's deploy bundle RUN_DIR/models/<arch_id>/ (fp32.onnx,
+one <profile>.int8.onnx per int8 hardware profile, card.json).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """ONNX export of extracted subnets and ONNX Runtime sessions.
 
+``export_checked`` exports with a free batch axis and measures ONNX Runtime against torch.
 ``export_onnx`` writes a module (in eval mode) to ONNX with a fixed input shape
 ``(batch_size, 3, resolution, resolution)`` (or a free batch axis with ``dynamic_batch``), input ``input`` and outputs ``logits`` (or
 ``exit_1 .. exit_N`` for a multi-output, all-exit module). It uses torch's TorchScript-based
@@ -16,12 +17,14 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from pipeline.atomic import atomic_path
+from pipeline.onnx_runtime import ort_session
 
-__all__ = ["DEFAULT_OPSET", "export_onnx"]
+__all__ = ["DEFAULT_OPSET", "export_checked", "export_onnx"]
 
 DEFAULT_OPSET = 17
 
@@ -58,3 +61,16 @@ def export_onnx(module: nn.Module, path: str | Path, resolution: int, batch_size
     finally:
         module.train(was_training)
     return path
+
+
+def export_checked(module: nn.Module, path: str | Path, resolution: int, batch_size: int = 1, seed: int = 0) -> float:
+    """Export ``module`` with a free batch axis and return the largest |ONNX Runtime - torch| of its
+    last output on a seeded standard-normal probe of ``batch_size`` images."""
+    export_onnx(module, path, resolution, batch_size=batch_size, dynamic_batch=True)
+    probe = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        output = module(probe)
+    expected = (list(output) if isinstance(output, (tuple, list)) else [output])[-1].numpy()
+    session = ort_session(path)
+    produced = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[-1]
+    return float(np.abs(produced - expected).max())

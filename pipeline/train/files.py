@@ -68,6 +68,10 @@ class TrainFiles:
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def bundle(self, arch_id: str) -> Path:
+        """The deploy bundle folder of a fine-tuned subnet (``pipeline.deploy_bundle``)."""
+        return self.models_dir / arch_id
+
     def model(self, arch_id: str) -> Path:
-        """The exported ONNX file of a fine-tuned subnet."""
-        return self.models_dir / f"{arch_id}.onnx"
+        """The exported fp32 ONNX file of a fine-tuned subnet (``deploy_bundle.FP32_FILE``)."""
+        return self.bundle(arch_id) / "fp32.onnx"

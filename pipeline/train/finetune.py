@@ -9,8 +9,11 @@ For each architecture:
 3. retrain from the same extracted weights on train + validation for the best epoch count
    (cosine over that count), then measure test accuracy — the test split is used only here;
 4. export the chosen subnet - its own exit only: the other heads of joint-exit training are not
-   part of it - to ONNX at ``RUN_DIR/models/<arch_id>.onnx``, check ONNX Runtime against torch,
-   and count its costs (so ``params_m``/``macs_m`` equal its archive row's).
+   part of it - into ``RUN_DIR/models/<arch_id>/``: with the ``deploy`` hook the stage layer hands
+   in, its deploy bundle (``pipeline.deploy_bundle``: ``fp32.onnx`` checked against torch, one
+   INT8 model per ``int8`` hardware profile, ``card.json`` with every figure measured by ONNX
+   Runtime), else ``fp32.onnx`` alone; and count its costs (so ``params_m``/``macs_m`` equal its
+   archive row's).
 
 ``finetune_architecture`` does one architecture without Ray; ``run_finetune`` runs the trials
 with Ray Tune and writes ``finetuned.parquet``.
@@ -45,13 +48,12 @@ from pipeline.data.imageset import ImageSet
 from pipeline.data.splits import Splits
 from pipeline.data.streamed import StreamedSplits
 from pipeline.errors import ConfigError
-from pipeline.onnx_runtime import ort_session
 from pipeline.schema import utc_now
 from pipeline.space.base import SearchSpace
 from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
-from pipeline.supernet.export import export_onnx
+from pipeline.supernet.export import export_checked
 from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
 from pipeline.train.evaluation import count_correct
 from pipeline.train.files import TrainFiles
@@ -176,15 +178,21 @@ def _early_stopping(module: nn.Module, splits: DataSplits, resolution: int, sett
     return best
 
 
-def _export_checked(module: nn.Module, path: Path, resolution: int, batch_size: int, seed: int) -> float:
-    """Export ``module`` to ONNX and return the largest |ONNX Runtime - torch| on a random probe."""
-    export_onnx(module, path, resolution, batch_size=batch_size)
-    probe = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        expected = _as_exit_list(module(probe))[-1].numpy()
-    session = ort_session(path)
-    produced = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[-1]
-    return float(np.abs(produced - expected).max())
+#: builds a fine-tuned subnet's deploy bundle: ``deploy(module, directory=, arch=, arch_id=, splits=,
+#: profiles=, seed=, export_batch_size=)`` returns the row's columns, ``onnx_path`` and
+#: ``onnx_max_abs_diff`` among them. The stage layer hands ``pipeline.deploy_bundle.deploy``.
+Deployer = Callable[..., dict[str, Any]]
+
+#: the file name of the fp32 model inside a subnet's folder (``pipeline.deploy_bundle.FP32_FILE``)
+FP32_FILE = "fp32.onnx"
+
+
+def export_only(module: nn.Module, *, directory: Path, arch: dict[str, Any], seed: int = 0,
+                export_batch_size: int = 1, **_: Any) -> dict[str, Any]:
+    """The deployer without a bundle: ``directory/fp32.onnx`` alone, checked against torch."""
+    path = Path(directory) / FP32_FILE
+    diff = export_checked(module, path, int(arch["resolution"]), export_batch_size, seed)
+    return {"onnx_path": str(path), "onnx_max_abs_diff": diff, "bundle_dir": str(directory)}
 
 
 def finetune_architecture(
@@ -199,6 +207,7 @@ def finetune_architecture(
     report: Reporter | None = None,
     splits: DataSplits | None = None,
     precision: str = "fp32",
+    deploy: Deployer | None = None,
 ) -> dict[str, Any]:
     """Fine-tune one architecture (two stages), export it to ONNX, and return its row.
 
@@ -207,7 +216,8 @@ def finetune_architecture(
 
     With joint exits the extra heads only help training: the exported graph, and the costs in the
     row, are the chosen subnet's own (its exit alone), equal to its archive row's. ``precision``
-    is ``train.precision``, for the training forward passes.
+    is ``train.precision``, for the training forward passes. ``deploy`` writes the subnet's folder
+    ``models_dir/<arch_id>/`` (``Deployer``; without it, ``export_only``: the fp32 file alone).
     """
     started = time.perf_counter()
     train, evaluate = train or TrainConfig(), evaluate or EvaluateConfig()
@@ -229,19 +239,19 @@ def finetune_architecture(
     test_loss, test_top1 = evaluate_module(module, test, splits, resolution, settings.batch_size, device)
 
     deployed = module.cpu().to(memory_format=torch.contiguous_format).eval().single_exit()
-    onnx_path = Path(models_dir) / f"{arch_id}.onnx"
-    onnx_diff = _export_checked(deployed, onnx_path, resolution, settings.export_batch_size, seed)
+    bundle = (deploy or export_only)(deployed, directory=Path(models_dir) / arch_id, arch=arch, arch_id=arch_id,
+                                     splits=splits, profiles=evaluate.profiles, seed=seed,
+                                     export_batch_size=settings.export_batch_size)
     costs = count_costs(deployed, resolution)
     return {
         "arch_id": arch_id, "top1": test_top1, "test_loss": test_loss,
         "val_top1": float(best.get("val_top1", math.nan)), "top1_before": top1_before,
         "best_epochs": best_epochs, "params_m": costs["params_m"], "macs_m": costs["macs_m"],
-        "onnx_path": str(onnx_path), "onnx_max_abs_diff": onnx_diff, "joint_exits": joint,
-        "finetune_s": time.perf_counter() - started,
+        "joint_exits": joint, "finetune_s": time.perf_counter() - started, **bundle,
     }
 
 
-def _tune_trial(trial_config: dict[str, Any]) -> None:
+def _tune_trial(trial_config: dict[str, Any], deploy: Deployer | None = None) -> None:
     """Ray Tune function trainable: fine-tune ``trial_config['arch']`` and report every epoch."""
     from ray import tune
 
@@ -256,6 +266,7 @@ def _tune_trial(trial_config: dict[str, Any]) -> None:
         evaluate=EvaluateConfig.model_validate(trial_config["evaluate"]),
         report=lambda metrics: tune.report({**metrics, "done": False}),
         precision=trial_config.get("precision", "fp32"),
+        deploy=deploy,
     )
     # the finished row survives an interrupted stage: a resumed stage skips this architecture
     write_text_atomic(Path(trial_config["rows_dir"]) / f"{row['arch_id']}.json", json.dumps(row))
@@ -277,12 +288,13 @@ def run_finetune(
     resume: bool = False,
     progress: Progress = PLAIN_PROGRESS,
     precision: str = "fp32",
+    deploy: Deployer | None = None,
 ) -> pd.DataFrame:
     """One Ray Tune trial per architecture; writes ``RUN_DIR/finetuned.parquet`` atomically.
 
     Every finished trial also leaves its row in ``RUN_DIR/tune/rows/<arch_id>.json``; with
     ``resume`` those architectures are not fine-tuned again (without it, old rows are discarded).
-    ``train`` and ``evaluate`` are as ``finetune_architecture`` takes them.
+    ``train``, ``evaluate`` and ``deploy`` are as ``finetune_architecture`` takes them.
     """
 
     run_dir = Path(run_dir).resolve()
@@ -301,7 +313,8 @@ def run_finetune(
         _log.info(f"finetune: {len(rows)} architecture(s) already fine-tuned, {len(remaining)} to go")
     if remaining:
         rows += _run_trials(remaining, space, run_dir, run_id, data, settings, seed,
-                            train or TrainConfig(), evaluate or EvaluateConfig(), rows_dir, progress, precision)
+                            train or TrainConfig(), evaluate or EvaluateConfig(), rows_dir, progress, precision,
+                            deploy)
     frame = pd.DataFrame(rows)
     write_parquet_atomic(frame, TrainFiles(run_dir).finetuned, metadata or {})
     return frame
@@ -310,14 +323,15 @@ def run_finetune(
 def _finished_row(space: SearchSpace, arch: dict[str, Any], run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
     row = {"run_id": run_id, "arch_id": space.arch_id(arch), "arch": space.to_text(arch),
            "space": space.name, "iteration": 0, "source": "finetune", "evaluated_at": utc_now()}
-    row.update({k: v for k, v in metrics.items() if k in _ROW_KEYS})
+    row.update({k: v for k, v in metrics.items() if k in _ROW_KEYS or "@" in k})
     row.update(status="ok", error="")
     return row
 
 
 def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Path, run_id: str, data: DataConfig,
                 settings: FinetuneConfig, seed: int, train: TrainConfig, evaluate: EvaluateConfig,
-                rows_dir: Path, progress: Progress, precision: str = "fp32") -> list[dict]:
+                rows_dir: Path, progress: Progress, precision: str = "fp32",
+                deploy: Deployer | None = None) -> list[dict]:
     from ray import tune
 
     base = {
@@ -334,7 +348,7 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
     resources = {"cpu": settings.cpus_per_trial, "gpu": 1.0 if settings.use_gpu else 0.0}
     with progress.reporter(len(archs), "finetune") as report:
         tuner = tune.Tuner(
-            tune.with_resources(_tune_trial, resources),
+            tune.with_resources(tune.with_parameters(_tune_trial, deploy=deploy), resources),
             param_space={**base, "arch": tune.grid_search(list(archs))},
             tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials),
             run_config=tune.RunConfig(
@@ -361,16 +375,19 @@ def _run_trials(archs: Sequence[dict[str, Any]], space: SearchSpace, run_dir: Pa
 _ROW_KEYS = {
     "arch_id", "top1", "test_loss", "val_top1", "top1_before", "best_epochs", "params_m", "macs_m",
     "onnx_path", "onnx_max_abs_diff", "joint_exits", "finetune_s",
+    # the deploy bundle's (pipeline.deploy_bundle.BUNDLE_KEYS); its per-profile columns hold an "@"
+    "bundle_dir", "card_path", "timed_on", "eval_split", "test_top1_fp32",
 }
 
 
 def finetune_run(config: PipelineConfig, run_dir: str | Path, resume: bool = False,
                  archs: Sequence[dict[str, Any]] | None = None,
                  choose: Callable[[SearchSpace], Sequence[dict[str, Any]]] | None = None,
-                 progress: Progress = PLAIN_PROGRESS) -> pd.DataFrame:
+                 progress: Progress = PLAIN_PROGRESS, deploy: Deployer | None = None) -> pd.DataFrame:
     """The fine-tune stage on a run: ``archs``, or what ``choose`` picks in the run's space, each in a Tune trial.
 
-    ``choose`` is how the stage layer passes ``finetune.source``'s choices, read from the run's results."""
+    ``choose`` is how the stage layer passes ``finetune.source``'s choices, read from the run's results;
+    ``deploy`` how it passes the deploy bundle (``pipeline.deploy_bundle.deploy``)."""
     net, _ = load_supernet(TrainFiles(run_dir).supernet)
     space = net.space
     if not archs and choose is None:
@@ -380,5 +397,5 @@ def finetune_run(config: PipelineConfig, run_dir: str | Path, resume: bool = Fal
         chosen, space=space, run_dir=run_dir, run_id=config.run.name, data=config.data,
         settings=config.finetune, seed=config.run.seed, train=config.train, evaluate=config.evaluate,
         metadata={"config": config.model_dump(mode="json")}, resume=resume, progress=progress,
-        precision=config.train.precision,
+        precision=config.train.precision, deploy=deploy,
     )

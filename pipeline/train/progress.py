@@ -145,7 +145,7 @@ class TrialLines(Callback):
         top1, params = row.get("top1", float("nan")), row.get("params_m", float("nan"))
         self.report(f"[finetune] {self.finished}/{self.total} {row.get('arch_id', trial.trial_id)}: "
                     f"top-1 {top1:.2f}% params {params:.3f} M, {row.get('best_epochs', '?')} epoch(s), "
-                    f"ONNX {Path(str(row.get('onnx_path', '?'))).name}", total=self.total)
+                    f"{_deployed(row)}", total=self.total)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.finished += 1
@@ -155,3 +155,10 @@ class TrialLines(Callback):
 
 def _log_line(line: str, total: int | None = None) -> None:
     _log.info(line)
+
+
+def _deployed(row: dict) -> str:
+    """Where a finished trial's models went: its folder, and how many INT8 models it holds."""
+    folder = Path(str(row.get("onnx_path", "?"))).parent
+    int8 = sum(1 for key in row if key.startswith("int8_agreement@"))
+    return f"models/{folder.name}/" + (f" (fp32 + {int8} INT8)" if int8 else "")
