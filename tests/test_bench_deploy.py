@@ -14,8 +14,8 @@ from pipeline.supernet.builder import build_supernet
 from pipeline.supernet.checkpoint import save_supernet
 
 
-def test_parts_are_a_registry_with_latency_and_accuracy():
-    assert {"latency", "accuracy"} <= set(PART_RUNNERS)
+def test_parts_are_a_registry_with_latency_accuracy_and_fronts():
+    assert {"latency", "accuracy", "fronts"} <= set(PART_RUNNERS)
 
 
 @pytest.mark.slow
@@ -33,7 +33,7 @@ def test_tiny_bench_writes_measured_ratios_and_drops(tmp_path):
     (demo / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     settings = DeployBenchSettings(subnets=2, resolutions=(128,), warmup=1, repeats=3, max_repeats=3,
                                    accuracy_subnets=2, demo_run=str(demo))
-    summary = run_deploy_bench(tmp_path / "out", settings)
+    summary = run_deploy_bench(tmp_path / "out", settings, parts=("latency", "accuracy"))
     latency = pd.read_csv(tmp_path / "out" / "deploy_latency.csv")
     assert len(latency) == 2 and (latency["resolution"] == 128).all()
     assert (latency["fp32_ms"] > 0).all() and (latency["int8_ms"] > 0).all()

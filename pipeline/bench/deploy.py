@@ -1,6 +1,6 @@
 """INT8 against fp32 on this CPU (the library side of ``jobs/bench_deploy.py``).
 
-Two parts, run in the order asked (``PART_RUNNERS`` maps a part's name to its function, so a
+Three parts, run in the order asked (``PART_RUNNERS`` maps a part's name to its function, so a
 further part plugs in by adding an entry):
 
 - **latency**: ``subnets`` seeded random subnets of OFA's MobileNetV3 w1.0 space (stage widths
@@ -18,6 +18,10 @@ further part plugs in by adding an entry):
   ``pipeline.deploy_bundle.build_bundle`` with one int8 profile: ONNX Runtime's fp32 and INT8 top-1
   on the test split of the run's data set, and their agreement. Reported: the drop per subnet, the
   median and the worst drop.
+- **fronts**: the demo run's supernet searched twice side by side, on fp32 and on INT8 latency
+  (``pipeline.bench.precision_fronts.compare_precision_fronts``, ``front_evaluations`` each):
+  how many front architectures differ, the hypervolume of each front in (top-1, INT8 latency), and
+  the lowest INT8 latency each front reaches at each accuracy.
 
 ``run_deploy_bench`` writes ``OUT/deploy_<part>.csv`` per part and ``OUT/bench_deploy.json``
 (settings, host, summaries) atomically, and prints the tables.
@@ -71,6 +75,7 @@ class DeployBenchSettings:
     accuracy_subnets: int = 8
     accuracy_calibration_images: int = 64
     demo_run: str = "runs/demo"
+    front_evaluations: int = 40  # per search of the fronts part
     seed: int = 0
 
 
@@ -171,17 +176,33 @@ def accuracy_part(settings: DeployBenchSettings, work: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fronts_part(settings: DeployBenchSettings, work: Path) -> pd.DataFrame:
+    """The demo run's supernet searched on fp32 and on INT8 latency side by side
+    (``pipeline.bench.precision_fronts``): both final fronts, one row per architecture."""
+    from pipeline.bench.precision_fronts import compare_precision_fronts
+
+    run = Path(settings.demo_run)
+    result = compare_precision_fronts(run / "supernet" / "supernet.pt", work, config_path=run / "config.yaml",
+                                      seed=settings.seed, evaluations=settings.front_evaluations)
+    return pd.DataFrame(result["fronts"])
+
+
 #: the parts by name; a further part is one more entry (a function of settings and a scratch folder)
 PART_RUNNERS: dict[str, Callable[[DeployBenchSettings, Path], pd.DataFrame]] = {
     "latency": latency_part,
     "accuracy": accuracy_part,
+    "fronts": fronts_part,
 }
-DEFAULT_PARTS = ("latency", "accuracy")
+DEFAULT_PARTS = ("latency", "accuracy", "fronts")
 
 
 def _summaries(part: str, frame: pd.DataFrame) -> dict[str, Any]:
     if part == "latency" and not frame.empty:
         return {"int8_ratio": ratio_summary(frame, "int8_ratio", "resolution").to_dict("records")}
+    if part == "fronts" and not frame.empty:
+        from pipeline.bench.precision_fronts import compare_fronts
+
+        return compare_fronts({name: group for name, group in frame.groupby("search")})
     if part == "accuracy" and not frame.empty:
         return {"median_drop": float(frame["top1_drop"].median()), "worst_drop": float(frame["top1_drop"].max()),
                 "median_agreement": float(frame["agreement"].median()), "subnets": len(frame)}
@@ -199,7 +220,7 @@ def _print_tables(part: str, frame: pd.DataFrame) -> None:
                   .to_string(index=False, float_format="%.2f"))
             print(f"median drop {frame['top1_drop'].median():+.2f}, worst drop {frame['top1_drop'].max():+.2f} "
                   f"points over {len(frame)} subnets")
-        else:
+        elif part != "fronts":  # compare_precision_fronts printed its own tables
             print(f"\n{part}\n{frame.to_string(index=False)}")
 
 
