@@ -12,12 +12,16 @@ would have raised.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.run_dir import RunDir
+
+_log = logging.getLogger(__name__)
 
 #: stages that read the training data (the search and generate stages measure top-1 on it)
 DATA_STAGES = frozenset({"train", "search", "generate", "finetune"})
@@ -42,6 +46,24 @@ def check_supernet_checkpoint(path: str | Path, config: PipelineConfig | None = 
                               f"{stored.get(key)!r} there but {wanted[key]!r} in the config")
 
 
+def warn_small_decode_size(config: PipelineConfig) -> None:
+    """One warning when image files are decoded smaller than the largest resolution needs.
+
+    Files (``folder``, ``imagenet``) are decoded to ``data.image_size`` squares; the training crop
+    and the evaluation resize (``resolution / 0.875`` for ImageNet, OFA's rule) start from those,
+    so a decode size below what the largest resolution needs upsamples every image."""
+    if config.data.dataset not in ("folder", "imagenet"):
+        return
+    from pipeline.data.streamed import IMAGENET_EVAL_CROP
+
+    crop = IMAGENET_EVAL_CROP if config.data.dataset == "imagenet" else 1.0
+    needed = math.ceil(max(config.supernet.resolutions) / crop)
+    if config.data.image_size < needed:
+        _log.warning(f"warning: data.image_size is {config.data.image_size} but the largest resolution "
+                     f"{max(config.supernet.resolutions)} needs {needed} px; every image is upsampled "
+                     f"(set data.image_size: {needed})")
+
+
 def check_pipeline_inputs(config: PipelineConfig, stages: Sequence[str], run_dir: Path | None = None,
                           resume: bool = False) -> None:
     """Check what ``stages`` will read, before Ray starts (see the module docstring).
@@ -54,6 +76,7 @@ def check_pipeline_inputs(config: PipelineConfig, stages: Sequence[str], run_dir
     stages = list(stages)
     if DATA_STAGES.intersection(stages):
         check_data(config.data)
+        warn_small_decode_size(config)
     if "train" in stages and config.train.init_from and not resume:
         from pipeline.supernet.init_from import preview
 

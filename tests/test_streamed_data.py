@@ -226,3 +226,20 @@ def test_pipeline_runs_on_a_streamed_imagenet_folder(tmp_path):
     assert len(pd.read_parquet(out / "archive.parquet")) >= 8
     finetuned = pd.read_parquet(out / "finetuned.parquet")
     assert (finetuned["status"] == "ok").all() and finetuned["top1"].notna().all()
+
+
+def test_a_decode_size_below_the_largest_resolution_is_warned_once(caplog):
+    from pipeline.config import load_config
+    from pipeline.preflight import warn_small_decode_size
+
+    small = load_config(None, ["data.dataset=imagenet", "data.path=/data", "supernet.resolutions=[128,224]"])
+    with caplog.at_level("WARNING"):
+        warn_small_decode_size(small)
+    assert [r.getMessage() for r in caplog.records] == [
+        "warning: data.image_size is 32 but the largest resolution 224 needs 256 px; every image is upsampled "
+        "(set data.image_size: 256)"]
+    caplog.clear()
+    enough = load_config(None, ["data.dataset=imagenet", "data.path=/data", "supernet.resolutions=[128,224]",
+                                "data.image_size=256"])
+    warn_small_decode_size(enough)
+    assert not caplog.records
