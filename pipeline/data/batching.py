@@ -40,9 +40,15 @@ def batch_order(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world of size {world_size}")
-    if shuffle:
-        if generator is None:
-            raise ValueError("shuffle=True needs a torch.Generator (the global RNG is never used)")
+    if shuffle and generator is None:
+        raise ValueError("shuffle=True needs a torch.Generator (the global RNG is never used)")
+    return _pass_order(count, batch_size, generator if shuffle else None, drop_last, rank, world_size)
+
+
+def _pass_order(count: int, batch_size: int, generator: torch.Generator | None, drop_last: bool, rank: int,
+                world_size: int) -> Iterator[torch.Tensor]:
+    """``batch_order`` after its checks (a generator: the permutation is drawn at the first ``next``)."""
+    if generator is not None:
         order = torch.randperm(count, generator=generator, device=generator.device).cpu()
     else:
         order = torch.arange(count)
@@ -65,12 +71,8 @@ def iterate_batches(
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(images[batch], labels[batch])`` in order or in a seeded random order (``batch_order``)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside world of size {world_size}")
     return index_batches(images, labels, batch_order(images.shape[0], batch_size, shuffle, generator,
                                                      drop_last, rank, world_size))
 
