@@ -25,7 +25,7 @@ from pipeline import results
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import ResultsError
 from pipeline.run_dir import RunDir
-from pipeline.schema import LATENCY_PREFIX
+from pipeline.schema import LATENCY_PREFIX, deployed_top1_columns
 
 #: config keys shown in the summary, per section (the whole config is in config.yaml)
 SUMMARY_KEYS = {
@@ -205,7 +205,8 @@ def front_section(run: RunDir) -> str:
     except ResultsError:
         return _missing("no final front yet (no front.parquet)")
     latency = [c for c in frame.columns if c.startswith(LATENCY_PREFIX)]
-    columns = ["arch_id", "top1", "params_m", "macs_m", *latency, "predicted_top1", "iteration", "source"]
+    columns = ["arch_id", "top1", *deployed_top1_columns(frame.columns), "params_m", "macs_m", *latency,
+               "predicted_top1", "iteration", "source"]
     ordered = frame.sort_values("top1", ascending=False) if "top1" in frame else frame
     return html_table(ordered, columns, sortable=True, table_id="front")
 

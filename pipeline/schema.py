@@ -14,6 +14,7 @@ moved into place with ``os.replace``, so a crash never leaves a half-written fil
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,11 @@ LATENCY_PREFIX = "latency_ms@"
 #: top-1 of a variant of the subnet: ``TOP1_PREFIX + exitK`` (an early exit) or ``+ <profile>`` (the
 #: model an int8 hardware profile deploys, measured after quantisation)
 TOP1_PREFIX = "top1@"
+
+
+def deployed_top1_columns(columns: Sequence[str]) -> list[str]:
+    """The ``top1@<profile>`` columns among ``columns`` (accuracy after quantisation), not the exits'."""
+    return [c for c in columns if c.startswith(TOP1_PREFIX) and not re.fullmatch(r"exit\d+", c[len(TOP1_PREFIX):])]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.run_dir import RunDir
-from pipeline.schema import LATENCY_PREFIX
+from pipeline.schema import LATENCY_PREFIX, deployed_top1_columns
 
 #: the result files a summary lists when they exist, in the order the stages write them
 RESULT_FILES = ("config.yaml", "supernet/supernet.pt", "train_metrics.parquet", "archive.parquet",
@@ -20,10 +20,12 @@ def best_rows(front: pd.DataFrame, count: int = 3, objectives: Sequence[str] = (
     shown is the searched one (in ``objectives``) when there is one."""
     latencies = [c for c in front.columns if c.startswith(LATENCY_PREFIX)]
     latency = next((c for c in latencies if c in objectives), latencies[0] if latencies else None)
+    deployed = [c for c in deployed_top1_columns(front.columns) if c in objectives]
     rows = front.sort_values("top1", ascending=False).head(count) if "top1" in front else front.head(count)
     lines = []
     for _, row in rows.iterrows():
         parts = [f"top-1 {row['top1']:.2f}%" if "top1" in row else "",
+                 *(f"top-1 {row[c]:.2f}% ({c.split('@', 1)[1]})" for c in deployed),
                  f"params {row['params_m']:.3f} M" if "params_m" in row else "",
                  f"latency {row[latency]:.2f} ms ({latency.split('@', 1)[1]})" if latency else ""]
         lines.append("    " + ", ".join(p for p in parts if p) + f"  [{row.get('arch_id', '')}]")

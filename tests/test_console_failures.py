@@ -137,3 +137,17 @@ def test_the_report_front_table_has_one_row_per_front_row(tmp_path):
     table = front_section(RunDir(tmp_path))
     assert 'class="sortable"' in table and table.count("<tr>") == 1 + len(front)
     assert table.index(">b<") < table.index(">a<")  # best top-1 first
+
+
+def test_accuracy_after_quantisation_is_shown_beside_top1_but_not_the_exits(tmp_path):
+    from pipeline.report import front_section
+    from pipeline.run_dir import RunDir
+    from pipeline.summary import best_rows
+
+    front = pd.DataFrame({"arch_id": ["a"], "top1": [61.5], "top1@exit2": [40.0], "top1@cpu_int8": [59.25],
+                          "params_m": [0.1], "latency_ms@cpu_int8": [1.5]})
+    front.to_parquet(tmp_path / "front.parquet")
+    table = front_section(RunDir(tmp_path))
+    assert "top1@cpu_int8" in table and "59.25" in table and "top1@exit2" not in table
+    line = best_rows(front, objectives=["top1@cpu_int8", "latency_ms@cpu_int8"])[0]
+    assert "top-1 61.50%" in line and "top-1 59.25% (cpu_int8)" in line and "latency 1.50 ms (cpu_int8)" in line
