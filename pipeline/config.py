@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import ConfigError
-from pipeline.quantize import INT8_PROVIDERS
+from pipeline.quantize import FP16_PROVIDERS, INT8_PROVIDERS
 
 #: the data sets ``pipeline.data`` can load (the one list of their names)
 DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "folder", "imagenet"]
@@ -257,8 +257,9 @@ class HardwareProfile(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     placement: ProfilePlacement = ProfilePlacement()
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
-    # the model the profile times and (int8) whose accuracy is measured as top1@<name>: fp32 as
-    # exported; int8: ONNX Runtime static QDQ quantisation (pipeline.quantize), cpu or tensorrt only
+    # the model the profile times and (int8, fp16) whose accuracy is measured as top1@<name>: fp32 as
+    # exported; int8: ONNX Runtime static QDQ quantisation (pipeline.quantize), cpu or tensorrt only;
+    # fp16: float16 weights and operators, cuda or tensorrt only
     precision: ProfilePrecision = "fp32"
     # int8: how many seeded training images calibrate the activation ranges (evaluate.calibration_seed)
     calibration_images: int = Field(64, ge=1)
@@ -291,10 +292,10 @@ class HardwareProfile(Section):
             raise ValueError(
                 f"profile {name!r}: int8 needs provider {' or '.join(INT8_PROVIDERS)}, not {provider!r} "
                 "(the CUDA provider has no INT8 convolution: it would run the model dequantised)")
-        if value == "fp16":
+        if value == "fp16" and provider not in FP16_PROVIDERS:
             raise ValueError(
-                f"profile {name!r}: fp16 profiles are not built yet (they need an fp16 ONNX conversion, for "
-                "cuda or tensorrt only, and onnxconverter-common is not installed); use fp32 or int8")
+                f"profile {name!r}: fp16 needs provider {' or '.join(FP16_PROVIDERS)}, not {provider!r} "
+                "(the CPU provider has no fast float16 kernels)")
         return value
 
     @field_validator("name")

@@ -9,10 +9,12 @@
   ``pipeline.quantize.quantize_int8`` of the fp32 file, calibrated on ``profile.calibration_images``
   training images drawn with the fine-tuning seed (``pipeline.data.calibration_subset``), at the
   subnet's resolution, prepared as the model's inputs are;
+- ``<profile>.fp16.onnx`` for every profile with ``precision: fp16`` (CUDA, TensorRT):
+  ``pipeline.quantize.convert_fp16`` of the fp32 file (float16 weights, float32 input and output);
 - ``card.json`` (written atomically): per model file its precision, the top-1 that ONNX Runtime
   measures on the test split (the validation split when the data set has no test split), its
-  parity (fp32: max |logit diff| against torch; int8: top-1 agreement with the fp32 model on the
-  same images, percent) and its latency on the profiles it is deployed on (``measure_onnx`` under
+  parity (fp32: max |logit diff| against torch; int8 and fp16: top-1 agreement with the fp32 model
+  on the same images, percent) and its latency on the profiles it is deployed on (``measure_onnx`` under
   the profile's settings, on this process's host, which the card names: fine-tuning trials run on
   whatever node Ray picks); and the input contract (resolution, NCHW float32 RGB, scaled to 0-1
   then standardised with the card's mean and std, resized to resolution / crop and centre-cropped),
@@ -20,10 +22,10 @@
   streamed test split (ImageNet's 50,000 images) is never held whole.
 
 ``build_bundle`` does all of that for one module and returns the flat columns the fine-tune row
-gains (``BUNDLE_PREFIXES``, ``BUNDLE_KEYS``). fp32 profiles time ``fp32.onnx``; int8 profiles time
-their INT8 file and, as the reference of the INT8/fp32 ratio, ``fp32.onnx`` under the same settings
-(``latency_fp32_ms@<profile>``); fp16 profiles are listed in the card as not built. A profile whose
-execution provider this host lacks is not timed (NaN, with the reason in the card).
+gains (``BUNDLE_PREFIXES``, ``BUNDLE_KEYS``). fp32 profiles time ``fp32.onnx``; int8 and fp16
+profiles time their own file and, as the reference of the ratio, ``fp32.onnx`` under the same
+settings (``latency_fp32_ms@<profile>``). A profile whose execution provider this host lacks (a
+CUDA profile on a CPU node) is not timed (NaN, with the reason in the card).
 
 Sits above ``supernet``, ``data``, ``evaluate`` and ``quantize``. ``train`` cannot import it
 (``evaluate`` reads ``train.files``): the stage layer hands ``deploy`` to fine-tuning, which calls it
@@ -53,7 +55,7 @@ from pipeline.data.splits import Splits
 from pipeline.errors import ProfileError
 from pipeline.evaluate.latency import LatencyStats, measure_onnx
 from pipeline.onnx_runtime import ort_session
-from pipeline.quantize import INT8_PROVIDERS, agreement, onnx_predictions, quantize_int8, top1
+from pipeline.quantize import PRECISION_SUFFIX, agreement, convert_fp16, onnx_predictions, quantize_int8, top1
 from pipeline.supernet.export import export_checked
 
 _log = logging.getLogger(__name__)
@@ -67,15 +69,20 @@ INPUT_LAYOUT = {"layout": "NCHW", "dtype": "float32", "channels": "RGB",
                            "resolution / crop and the centre resolution x resolution square taken"}
 #: flat columns of the fine-tune row with one entry per profile (``<prefix><profile>``)
 BUNDLE_PREFIXES = ("test_top1@", "latency_ms@", "latency_p90_ms@", "latency_cv@", "latency_fp32_ms@",
-                   "int8_agreement@", "int8_top1@")
+                   "int8_agreement@", "int8_top1@", "fp16_agreement@", "fp16_top1@")
 #: flat columns of the fine-tune row that are the same for every profile (``train.finetune`` keeps
 #: these and every ``@`` column)
 BUNDLE_KEYS = ("test_top1_fp32", "bundle_dir", "card_path", "timed_on", "eval_split")
 
 
+def deployed_file(profile: str, precision: str) -> str:
+    """The file name inside a bundle of the model an int8 or fp16 profile ``profile`` deploys."""
+    return f"{profile}{PRECISION_SUFFIX[precision]}"
+
+
 def int8_file(profile: str) -> str:
     """The INT8 model's file name inside a bundle, for the int8 profile ``profile``."""
-    return f"{profile}.int8.onnx"
+    return deployed_file(profile, "int8")
 
 
 def preprocess(images_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float], resolution: int,
@@ -167,22 +174,27 @@ def _fp32_model(module: nn.Module, inputs: BundleInputs, resolution: int, data: 
     return entry, predictions
 
 
-def _int8_model(inputs: BundleInputs, profile: HardwareProfile, resolution: int, data: EvalImages,
-                fp32_predictions: np.ndarray) -> dict[str, Any]:
-    """Quantise the fp32 file for ``profile`` and measure the INT8 model's top-1 and agreement."""
-    if profile.provider not in INT8_PROVIDERS:
-        _log.warning(f"deploy bundle: profile {profile.name!r} is int8 on provider {profile.provider!r}, "
-                     f"which runs QDQ models dequantised (INT8 providers: {', '.join(INT8_PROVIDERS)})")
-    calibration = calibration_set(inputs.splits, resolution, profile.calibration_images, inputs.seed)
-    path = quantize_int8(inputs.directory / FP32_FILE, inputs.directory / int8_file(profile.name), calibration)
+def _deployed_model(inputs: BundleInputs, profile: HardwareProfile, resolution: int, data: EvalImages,
+                    fp32_predictions: np.ndarray) -> dict[str, Any]:
+    """The fp32 file quantised (int8) or converted (fp16) for ``profile``, with its top-1 and agreement."""
+    fp32_path = inputs.directory / FP32_FILE
+    target = inputs.directory / deployed_file(profile.name, profile.precision)
+    how: dict[str, Any]
+    if profile.precision == "int8":
+        calibration = calibration_set(inputs.splits, resolution, profile.calibration_images, inputs.seed)
+        path = quantize_int8(fp32_path, target, calibration)
+        how = {"calibration": {"images": len(calibration), "split": "train", "seed": inputs.seed,
+                               "method": "ONNX Runtime quantize_static, QDQ, per-channel int8 weights, "
+                                         "uint8 activations, MinMax"}}
+    else:
+        path = convert_fp16(fp32_path, target)
+        how = {"conversion": "onnxconverter-common float16, float32 input and output; top-1 run by the CPU "
+                             "provider (float16 weights, float32 where it lacks a float16 kernel)"}
     predictions, labels = data.predictions(path)
-    return {"file": path.name, "precision": "int8", "profile": profile.name,
+    return {"file": path.name, "precision": profile.precision, "profile": profile.name,
             "test_top1": top1(predictions, labels),
             "parity": {"top1_agreement_with_fp32_pct": agreement(predictions, fp32_predictions)},
-            "calibration": {"images": len(calibration), "split": "train", "seed": inputs.seed,
-                            "method": "ONNX Runtime quantize_static, QDQ, per-channel int8 weights, "
-                                      "uint8 activations, MinMax"},
-            "latency": {}}
+            **how, "latency": {}}
 
 
 def build_bundle(module: nn.Module, inputs: BundleInputs) -> dict[str, Any]:
@@ -192,26 +204,23 @@ def build_bundle(module: nn.Module, inputs: BundleInputs) -> dict[str, Any]:
     data = EvalImages.of(inputs.splits, resolution)
     fp32, fp32_predictions = _fp32_model(module, inputs, resolution, data)
     models: dict[str, dict[str, Any]] = {"fp32": fp32}
-    not_built: dict[str, str] = {}
     for profile in inputs.profiles:
-        if profile.precision == "int8":
-            models[f"int8@{profile.name}"] = _int8_model(inputs, profile, resolution, data, fp32_predictions)
-        elif profile.precision != "fp32":
-            not_built[profile.name] = f"{profile.precision} models are not built by the deploy bundle"
+        if profile.precision != "fp32":
+            models[f"{profile.precision}@{profile.name}"] = _deployed_model(inputs, profile, resolution, data,
+                                                                            fp32_predictions)
     for profile in inputs.profiles:
-        if profile.precision == "int8":
-            deployed = models[f"int8@{profile.name}"]
+        if profile.precision != "fp32":
+            deployed = models[f"{profile.precision}@{profile.name}"]
             deployed["latency"][profile.name] = _timed(inputs.directory / deployed["file"], profile, resolution,
                                                        inputs.seed)
-        if profile.precision in ("fp32", "int8"):  # on an int8 profile: the reference of the ratio
-            fp32["latency"][profile.name] = _timed(inputs.directory / FP32_FILE, profile, resolution, inputs.seed)
-    card = _card(inputs, resolution, data, models, not_built)
+        # on an int8 or fp16 profile the fp32 file is timed too: the reference of the ratio
+        fp32["latency"][profile.name] = _timed(inputs.directory / FP32_FILE, profile, resolution, inputs.seed)
+    card = _card(inputs, resolution, data, models)
     card_path = write_text_atomic(inputs.directory / CARD_FILE, json.dumps(card, indent=2, allow_nan=False) + "\n")
     return row_columns(card, inputs.profiles) | {"bundle_dir": str(inputs.directory), "card_path": str(card_path)}
 
 
-def _card(inputs: BundleInputs, resolution: int, data: EvalImages, models: dict[str, dict[str, Any]],
-          not_built: dict[str, str]) -> dict[str, Any]:
+def _card(inputs: BundleInputs, resolution: int, data: EvalImages, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     splits = inputs.splits
     return _json_safe({
         "card_version": CARD_VERSION, "arch_id": inputs.arch_id, "arch": inputs.arch,
@@ -222,7 +231,7 @@ def _card(inputs: BundleInputs, resolution: int, data: EvalImages, models: dict[
         "timed_on": {"hostname": socket.gethostname(), "node_id": _ray_node_id()},
         "profiles": {p.name: {"precision": p.precision, "provider": p.provider, "threads": p.threads,
                               "batch_size": p.batch_size} for p in inputs.profiles},
-        "models": models, "not_built": not_built,
+        "models": models,
     })
 
 
@@ -257,18 +266,18 @@ def row_columns(card: dict[str, Any], profiles: Sequence[HardwareProfile]) -> di
                            "eval_split": card["eval_split"]}
     for profile in profiles:
         name = profile.name
-        deployed = models.get(f"int8@{name}") if profile.precision == "int8" else fp32
-        if profile.precision not in ("fp32", "int8") or deployed is None:
+        deployed = fp32 if profile.precision == "fp32" else models.get(f"{profile.precision}@{name}")
+        if deployed is None:
             continue
         timing = deployed["latency"].get(name, {})
         row[f"test_top1@{name}"] = deployed["test_top1"]
         row[f"latency_ms@{name}"] = _number(timing.get("median_ms"))
         row[f"latency_p90_ms@{name}"] = _number(timing.get("p90_ms"))
         row[f"latency_cv@{name}"] = _number(timing.get("cv"))
-        if profile.precision == "int8":
+        if profile.precision != "fp32":
             row[f"latency_fp32_ms@{name}"] = _number(fp32["latency"].get(name, {}).get("median_ms"))
-            row[f"int8_top1@{name}"] = deployed["test_top1"]
-            row[f"int8_agreement@{name}"] = deployed["parity"]["top1_agreement_with_fp32_pct"]
+            row[f"{profile.precision}_top1@{name}"] = deployed["test_top1"]
+            row[f"{profile.precision}_agreement@{name}"] = deployed["parity"]["top1_agreement_with_fp32_pct"]
     return row
 
 

@@ -1,4 +1,4 @@
-"""INT8 models with ONNX Runtime's static quantization, and top-1 measured by ONNX Runtime.
+"""INT8 and fp16 models of an exported fp32 ONNX model, and top-1 measured by ONNX Runtime.
 
 ``quantize_int8`` turns an fp32 ONNX model into an INT8 one the way deployment toolchains do:
 ONNX Runtime's pre-processing (shape inference and graph optimisation), then
@@ -14,6 +14,9 @@ predictions into the figures a deploy card reports. ``INT8_PROVIDERS`` lists the
 ``int8`` hardware profile may name: the CPU provider runs QDQ models with integer kernels, and
 TensorRT builds INT8 engines from them; the CUDA provider has no INT8 convolution and runs them
 dequantised, so an INT8 latency there would be a fp32 figure under another name.
+
+``convert_fp16`` makes the fp16 model a CUDA or TensorRT profile deploys (``FP16_PROVIDERS``):
+float16 weights and operators with float32 input and output, by ``onnxconverter-common``.
 
 A leaf beside ``onnx_runtime``: it imports only that, ``atomic`` and ``errors``.
 """
@@ -33,6 +36,10 @@ from pipeline.onnx_runtime import ort_session
 
 #: providers whose ONNX Runtime kernels run a QDQ model in INT8
 INT8_PROVIDERS: tuple[str, ...] = ("cpu", "tensorrt")
+#: providers with float16 kernels worth timing (the CPU provider runs fp16 models, but slowly)
+FP16_PROVIDERS: tuple[str, ...] = ("cuda", "tensorrt")
+#: the file suffix of each deployed precision's model beside the exported fp32 one
+PRECISION_SUFFIX = {"int8": ".int8.onnx", "fp16": ".fp16.onnx"}
 
 
 def _input_batch(model_path: Path) -> int | None:
@@ -97,6 +104,28 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: np.
         except Exception as exc:  # onnxruntime raises plain exceptions of many kinds here
             raise ProfileError(f"INT8 quantisation of {fp32_path.name} failed: {exc}") from exc
     return int8_path
+
+
+def convert_fp16(fp32_path: str | Path, fp16_path: str | Path) -> Path:
+    """The fp32 model at ``fp32_path`` with float16 weights and arithmetic, written atomically to ``fp16_path``.
+
+    ``onnxconverter_common.float16`` converts every initialiser and operator it can to float16 and
+    keeps the input and output float32 (``keep_io_types``), so the model's input contract does not
+    change; values outside float16's range are clipped to it (the converter warns).
+    """
+    import warnings
+
+    import onnx
+    from onnxconverter_common import float16
+
+    fp16_path = Path(fp16_path)
+    fp16_path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one warning per clipped tiny weight
+        model = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    with atomic_path(fp16_path) as tmp:
+        onnx.save(model, str(tmp))
+    return fp16_path
 
 
 def onnx_predictions(path: str | Path, images: np.ndarray, provider: str = "cpu", threads: int | None = 1,

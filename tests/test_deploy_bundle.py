@@ -11,7 +11,7 @@ import torch
 
 from pipeline.config import DataConfig, EvaluateConfig, FinetuneConfig, HardwareProfile
 from pipeline.data import load_splits_from_config
-from pipeline.deploy_bundle import CARD_FILE, FP32_FILE, deploy, int8_file
+from pipeline.deploy_bundle import CARD_FILE, FP32_FILE, deploy, deployed_file, int8_file
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet import OFAv2Supernet
 from pipeline.supernet.checkpoint import save_supernet
@@ -23,6 +23,7 @@ FAST = {"warmup": 1, "repeats": 5, "max_repeats": 5}
 EVALUATE = EvaluateConfig(calibration_images=64, profiles=[
     HardwareProfile(name="cpu_fp32", threads=1, **FAST),
     HardwareProfile(name="cpu_int8", threads=1, precision="int8", calibration_images=64, **FAST),
+    HardwareProfile(name="gpu_fp16", provider="cuda", threads=1, precision="fp16", **FAST),
 ])
 SETTINGS = FinetuneConfig(max_epochs=6, patience=6, batch_size=32, lr=0.05, optimizer="sgd", joint_exits=False)
 
@@ -83,7 +84,7 @@ def test_the_bundle_holds_both_models_and_the_card(bundled):
     assert card["num_classes"] == 4 and card["class_names"] == [f"class_{i}" for i in range(4)]
     assert card["timed_on"]["hostname"]
     fp32, int8 = card["models"]["fp32"], card["models"]["int8@cpu_int8"]
-    assert set(fp32["latency"]) == {"cpu_fp32", "cpu_int8"} and set(int8["latency"]) == {"cpu_int8"}
+    assert set(fp32["latency"]) == {"cpu_fp32", "cpu_int8", "gpu_fp16"} and set(int8["latency"]) == {"cpu_int8"}
     assert int8["latency"]["cpu_int8"]["median_ms"] > 0 and int8["calibration"]["images"] == 64
     assert row["latency_ms@cpu_int8"] == int8["latency"]["cpu_int8"]["median_ms"]
     assert row["latency_fp32_ms@cpu_int8"] == fp32["latency"]["cpu_int8"]["median_ms"]
@@ -169,3 +170,24 @@ def test_the_report_shows_fp32_against_int8_only_with_an_int8_profile(supernet_r
     fp32_only = tmp_path / "fp32_run"
     write_parquet_atomic(rows[[c for c in rows.columns if "int8" not in c]], TrainFiles(fp32_only).finetuned)
     assert "fp32 against INT8" not in render_report(fp32_only)
+
+
+def test_a_cuda_fp16_profile_gets_its_converted_file_measured_and_its_latency_marked_skipped(bundled):
+    import onnx
+    import onnxruntime as ort
+
+    row, folder, _ = bundled
+    card = json.loads((folder / CARD_FILE).read_text())
+    fp16 = card["models"]["fp16@gpu_fp16"]
+    path = folder / deployed_file("gpu_fp16", "fp16")
+    assert fp16["file"] == path.name and path.is_file()
+    assert onnx.TensorProto.FLOAT16 in {t.data_type for t in onnx.load(str(path)).graph.initializer}
+    splits = load_splits_from_config(DATA, seed=0)
+    images, labels = _card_inputs(card, splits.test_images), splits.test_labels.numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    predicted = session.run(None, {session.get_inputs()[0].name: images})[0].argmax(1)
+    assert fp16["test_top1"] == pytest.approx(100 * np.mean(predicted == labels), abs=1e-9)
+    assert row["fp16_top1@gpu_fp16"] == row["test_top1@gpu_fp16"] == fp16["test_top1"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # this machine: no GPU
+        assert "CUDAExecutionProvider" in fp16["latency"]["gpu_fp16"]["skipped"]
+        assert np.isnan(row["latency_ms@gpu_fp16"])

@@ -31,8 +31,9 @@ def test_profile_precision_is_validated():
     assert HardwareProfile(name="p", precision="int8", provider="tensorrt").calibration_images == 64
     with pytest.raises(ValueError, match="int8 needs provider cpu or tensorrt"):
         HardwareProfile(name="gpu", provider="cuda", precision="int8")
-    with pytest.raises(ValueError, match="not built yet"):
-        HardwareProfile(name="gpu", provider="cuda", precision="fp16")
+    assert HardwareProfile(name="gpu", provider="cuda", precision="fp16").precision == "fp16"
+    with pytest.raises(ValueError, match="fp16 needs provider cuda or tensorrt, not 'cpu'"):
+        HardwareProfile(name="cpu", provider="cpu", precision="fp16")
     with pytest.raises(ValueError, match="reserved"):
         HardwareProfile(name="exit2", precision="int8")
     with pytest.raises(ConfigError, match="evaluate.profiles.0.precision"):
@@ -237,3 +238,44 @@ def test_precision_fronts_bench_fills_its_figures_with_measurements(tmp_path):
     for column in ("top1", "top1@cpu_int8", "latency_ms@cpu_fp32", "latency_ms@cpu_int8"):
         assert rows[column].notna().all() and (rows[column] >= 0).all(), column
     assert (rows["latency_ms@cpu_int8"] > 0).all()
+
+
+def test_fp16_profile_top1_is_measured_on_the_converted_model(skewed_run, tmp_path):
+    """A CUDA fp16 profile: the evaluator (on CPU) measures the converted file's top-1, which an
+    independent conversion and count reproduce; its latency actor builds the fp16 file and, on a
+    node without CUDA, says so instead of timing the CPU."""
+    from pipeline.data import eval_transform, load_splits_from_config
+    from pipeline.errors import ProfileError
+    from pipeline.evaluate.actors import AccuracyWorker, LatencyWorker
+    from pipeline.quantize import convert_fp16, onnx_predictions
+    from pipeline.supernet.bn import recalibrate_bn
+    from pipeline.supernet.checkpoint import load_supernet
+    from pipeline.supernet.export import export_onnx
+
+    gpu = {"name": "gpu_fp16", "provider": "cuda", "precision": "fp16", "threads": 1, "warmup": 1, "repeats": 3,
+           "max_repeats": 3}
+    config = load_config(None, [f"data.{key}={value}" for key, value in DATA.items()] + [
+        "evaluate.calibration_images=24", "evaluate.calibration_batch_size=8", "evaluate.eval_batch_size=16",
+        f"evaluate.profiles=[{gpu}]".replace("'", "")])
+    checkpoint = skewed_run / "supernet" / "supernet.pt"
+    worker = AccuracyWorker(str(checkpoint), config.data.model_dump(), 0, config.evaluate.model_dump(),
+                            str(tmp_path / "cache"))
+    arch = _skewed_arch()
+    metrics = worker.run(arch)["metrics"]
+    net, _ = load_supernet(checkpoint)
+    splits = load_splits_from_config(config.data, seed=0)
+    resolution = arch["resolution"]
+    recalibrate_bn(net, worker.scorer.calibration_batches(resolution), arch=arch)
+    fp32 = export_onnx(net.extract(arch).eval(), tmp_path / "fp32.onnx", resolution, batch_size=2, dynamic_batch=True)
+    fp16 = convert_fp16(fp32, tmp_path / "fp16.onnx")
+    val = eval_transform(splits.val_images, splits.mean, splits.std, resolution).numpy()
+    correct = int((onnx_predictions(fp16, val) == splits.val_labels.numpy()).sum())
+    assert metrics["top1@gpu_fp16"] == pytest.approx(100.0 * correct / len(val))
+    assert len(list((tmp_path / "cache" / "trained").glob("*_gpu_fp16_round0_*.fp16.onnx"))) == 1
+
+    latency = LatencyWorker(OFAv2Space(**TINY).options(), 4, gpu, str(tmp_path / "latency"))
+    path, _, cached = latency.onnx_path(arch)
+    assert path.name.endswith("_gpu_fp16.fp16.onnx") and not cached
+    assert onnx.TensorProto.FLOAT16 in {t.data_type for t in onnx.load(str(path)).graph.initializer}
+    with pytest.raises(ProfileError, match="CUDAExecutionProvider"):
+        latency.run(arch)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pipeline.data import eval_transform, load_splits
 from pipeline.errors import ProfileError
-from pipeline.quantize import agreement, onnx_predictions, quantize_int8, top1
+from pipeline.quantize import agreement, convert_fp16, onnx_predictions, quantize_int8, top1
 from pipeline.space.ofav2 import OFAv2Space
 from pipeline.supernet import OFAv2Supernet
 from pipeline.supernet.export import export_onnx
@@ -78,3 +78,14 @@ def test_fixed_batch_model_and_too_few_images(digits_subnet, tmp_path):
     int8 = quantize_int8(fixed, tmp_path / "b4_int8.onnx", calibration[:10])
     predictions = onnx_predictions(int8, calibration[:7])  # 7 = one full chunk of 4 and a padded one
     assert predictions.shape == (7,)
+
+
+def test_fp16_model_keeps_float32_inputs_and_the_predictions(digits_subnet, tmp_path):
+    _, fp32, calibration, val, _ = digits_subnet
+    fp16 = convert_fp16(fp32, tmp_path / "fp16.onnx")
+    graph = onnx.load(str(fp16)).graph
+    weights = [t for t in graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert agreement(onnx_predictions(fp16, val), onnx_predictions(fp32, val)) >= 99.0

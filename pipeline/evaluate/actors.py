@@ -106,8 +106,9 @@ class AccuracyWorker:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         splits = load_splits_from_config(DataConfig.model_validate(data), seed=seed)
         calibration, val = evaluation_subsets(splits, settings)
-        self.int8_profiles = [profile for profile in settings.profiles if profile.precision == "int8"]
-        count = max((profile.calibration_images for profile in self.int8_profiles), default=0)
+        self.deployed_profiles = [profile for profile in settings.profiles if profile.precision != "fp32"]
+        count = max((profile.calibration_images for profile in self.deployed_profiles
+                     if profile.precision == "int8"), default=0)
         self.int8_calibration = CalibrationImages(
             calibration_subset(splits, count, settings.calibration_seed), tuple(splits.mean), tuple(splits.std),
             splits.eval_crop,
@@ -162,27 +163,33 @@ class AccuracyWorker:
         return {"metrics": metrics, "checkpoint_loads": self.loads, **_where()}
 
     def quantized_accuracies(self, arch: Architecture) -> dict[str, float]:
-        """``top1@<profile>`` for every int8 profile: the just-recalibrated subnet, quantised and run
-        with ONNX Runtime on the validation images (see ``int8.quantized_top1``)."""
-        if not self.int8_profiles:
+        """``top1@<profile>`` for every int8 and fp16 profile: the just-recalibrated subnet, quantised
+        or converted and run with ONNX Runtime on the validation images (``int8.deployed_top1``)."""
+        if not self.deployed_profiles:
             return {}
-        from pipeline.evaluate.int8 import quantized_top1, trained_model_key
+        from pipeline.evaluate.int8 import deployed_top1, trained_model_key
         from pipeline.evaluate.objectives import quantized_top1_metric
+        from pipeline.quantize import PRECISION_SUFFIX
 
-        assert self.net is not None and self.int8_calibration is not None
+        assert self.net is not None
         arch = self.net.space.validate(arch)
         resolution = arch["resolution"]
         subnet = self.net.extract(arch).eval()  # the deployed exit only, with the recalibrated statistics
         metrics = {}
         with tempfile.TemporaryDirectory() as scratch:
             folder = self.cache_dir / "trained" if self.cache_dir else Path(scratch)
-            for profile in self.int8_profiles:
+            for profile in self.deployed_profiles:
+                int8 = profile.precision == "int8"
                 key = trained_model_key(arch_id(arch), profile.name, self.supernet_round,
-                                        (*self._version, profile.calibration_images, self.settings.calibration_seed))
-                calibration = self.int8_calibration.at(resolution, profile.calibration_images)
-                value, _ = quantized_top1(subnet, folder / f"{key}.int8.onnx", calibration,
-                                          self.scorer.val_batches(resolution), resolution, self.num_classes,
-                                          self.settings.threads_per_evaluator)
+                                        (*self._version, profile.calibration_images if int8 else 0,
+                                         self.settings.calibration_seed))
+                calibration = None
+                if int8:
+                    assert self.int8_calibration is not None
+                    calibration = self.int8_calibration.at(resolution, profile.calibration_images)
+                value, _ = deployed_top1(subnet, folder / f"{key}{PRECISION_SUFFIX[profile.precision]}",
+                                         profile.precision, calibration, self.scorer.val_batches(resolution),
+                                         resolution, self.num_classes, self.settings.threads_per_evaluator)
                 metrics[quantized_top1_metric(profile.name)] = value
         return metrics
 
@@ -236,13 +243,19 @@ class LatencyWorker:
         cached = path.is_file()
         if not cached:
             export_onnx(self.net.extract(arch).eval(), path, resolution, batch_size=batch)  # atomic
-        if self.profile.precision != "int8":
+        if self.profile.precision == "fp32":
             return path, resolution, cached
-        from pipeline.evaluate.int8 import int8_latency_model
+        from pipeline.evaluate.int8 import fp16_latency_model, int8_latency_model
+        from pipeline.quantize import PRECISION_SUFFIX
 
-        int8 = self.cache_dir / f"{arch_id(arch)}_r{resolution}_b{batch}_{self.profile.name}.int8.onnx"
-        int8, cached = int8_latency_model(path, int8, self.calibration(resolution), resolution, batch, self.num_classes)
-        return int8, resolution, cached
+        deployed = self.cache_dir / (f"{arch_id(arch)}_r{resolution}_b{batch}_{self.profile.name}"
+                                     f"{PRECISION_SUFFIX[self.profile.precision]}")
+        if self.profile.precision == "fp16":
+            deployed, cached = fp16_latency_model(path, deployed)
+        else:
+            deployed, cached = int8_latency_model(path, deployed, self.calibration(resolution), resolution, batch,
+                                                  self.num_classes)
+        return deployed, resolution, cached
 
     def reference(self) -> SpeedReference | None:
         """The profile's speed reference (built and timed on first use), or None when it has none.

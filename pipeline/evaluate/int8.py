@@ -1,5 +1,5 @@
-"""INT8 hardware profiles: the calibration images, the quantised model a profile times, and the
-top-1 of the quantised subnet.
+"""INT8 and fp16 hardware profiles: the calibration images, the model a profile times, and the
+top-1 of the subnet as the profile deploys it.
 
 A profile with ``precision: int8`` deploys the subnet as ONNX Runtime's static QDQ INT8 model
 (``pipeline.quantize.quantize_int8``, the project's one quantisation path). Its activation ranges
@@ -12,8 +12,11 @@ the evaluation transform and the data set's normalisation (``CalibrationImages``
   weights: latency does not depend on weight values) quantised, checked (``check_int8_model``:
   it loads, has QuantizeLinear / DequantizeLinear nodes, runs and gives finite outputs of the
   right shape) and cached in the shared ONNX cache, written atomically and reused when present.
-- ``quantized_top1``: what the accuracy actor reports as ``top1@<profile>``. The BN-recalibrated
-  extracted subnet exported with a free batch axis, quantised on the same images, checked, cached
+- ``fp16_latency_model``: what a fp16 profile's latency actor times: the exported file converted to
+  float16 weights and operators (``pipeline.quantize.convert_fp16``), cached beside it.
+- ``deployed_top1``: what the accuracy actor reports as ``top1@<profile>``. The BN-recalibrated
+  extracted subnet exported with a free batch axis, quantised on the same images (int8) and checked,
+  or converted (fp16), cached
   under a key of the checkpoint, adaptation round and calibration settings (so a retried
   candidate is not quantised again), and run with ONNX Runtime's CPU provider on the validation
   images; percent, like ``top1``.
@@ -115,24 +118,45 @@ def trained_model_key(arch_key: str, profile: str, supernet_round: int, signatur
     return f"{arch_key}_{profile}_round{supernet_round}_{digest}"
 
 
-def quantized_top1(subnet: nn.Module, int8_path: Path, calibration: np.ndarray,
-                   val_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], resolution: int, num_classes: int,
-                   threads: int = 1) -> tuple[float, bool]:
-    """Top-1 (percent) of ``subnet`` quantised to INT8 (cached at ``int8_path``), run with ONNX Runtime
-    on the CPU provider with ``threads`` threads over the preprocessed validation batches (streamed
-    data never holds the whole split); (top-1, whether the cached model was reused)."""
+def fp16_latency_model(fp32_path: Path, fp16_path: Path) -> tuple[Path, bool]:
+    """The cached fp16 model of ``fp32_path`` (``pipeline.quantize.convert_fp16``); (path, cached)."""
+    from pipeline.quantize import convert_fp16
+
+    if fp16_path.is_file():
+        return fp16_path, True
+    return convert_fp16(fp32_path, fp16_path), False
+
+
+def deployed_top1(subnet: nn.Module, model_path: Path, precision: str, calibration: np.ndarray | None,
+                  val_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], resolution: int, num_classes: int,
+                  threads: int = 1) -> tuple[float, bool]:
+    """Top-1 (percent) of ``subnet`` as a ``precision`` profile deploys it (int8: quantised on
+    ``calibration`` and checked; fp16: converted), cached at ``model_path``, run with ONNX Runtime on
+    the CPU provider with ``threads`` threads over the preprocessed validation batches (streamed data
+    never holds the whole split); (top-1, whether the cached model was reused).
+
+    The CPU provider runs an fp16 model with float16 weights and, where it has no float16 kernel,
+    casts around the operator; the figure is the accuracy of the converted weights, not of a GPU's
+    float16 arithmetic."""
     from pipeline.onnx_runtime import ort_session
+    from pipeline.quantize import convert_fp16
     from pipeline.supernet.export import export_onnx
 
-    cached = int8_path.is_file()
+    cached = model_path.is_file()
     if not cached:
-        int8_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=int8_path.parent) as scratch:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=model_path.parent) as scratch:
             fp32 = export_onnx(subnet, Path(scratch) / "fp32.onnx", resolution, batch_size=2, dynamic_batch=True)
-            _quantize_checked(fp32, int8_path, calibration, resolution, 2, num_classes)
-    session = ort_session(int8_path, "cpu", threads)
+            if precision == "int8":
+                assert calibration is not None
+                _quantize_checked(fp32, model_path, calibration, resolution, 2, num_classes)
+            elif precision == "fp16":
+                convert_fp16(fp32, model_path)
+            else:
+                raise ProfileError(f"no deployed model for precision {precision!r}")
+    session = ort_session(model_path, "cpu", threads)
     predictions, labels = [], []
     for images, batch_labels in val_batches:
-        predictions.append(onnx_predictions(int8_path, images.float().numpy(), session=session))
+        predictions.append(onnx_predictions(model_path, images.float().numpy(), session=session))
         labels.append(batch_labels.numpy())
     return top1(np.concatenate(predictions), np.concatenate(labels)), cached

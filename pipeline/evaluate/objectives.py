@@ -37,12 +37,12 @@ def ofav2_objectives(config: PipelineConfig) -> list[Objective]:
             if profile.precision == "fp32":
                 raise ConfigError(
                     f"search.objectives: {name}: profile {profile.name!r} runs fp32, whose accuracy is top1; "
-                    "top1@<profile> is the accuracy after quantisation of an int8 profile"
+                    "top1@<profile> is the accuracy of an int8 or fp16 profile's deployed model"
                 )
         elif name not in MEASURED_METRICS:
             raise ConfigError(
                 f"search.objectives: unknown objective {name!r}; use top1, params_m, macs_m, "
-                "latency_ms@<profile> or top1@<int8 profile>"
+                "latency_ms@<profile> or top1@<int8 or fp16 profile>"
             )
     return objectives
 
