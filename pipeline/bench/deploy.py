@@ -1,6 +1,6 @@
-"""INT8 against fp32 on this CPU (the library side of ``jobs/bench_deploy.py``).
+"""INT8 against fp32 on this CPU, fp16 against fp32 on a GPU (the library side of ``jobs/bench_deploy.py``).
 
-Three parts, run in the order asked (``PART_RUNNERS`` maps a part's name to its function, so a
+Four parts, run in the order asked (``PART_RUNNERS`` maps a part's name to its function, so a
 further part plugs in by adding an entry):
 
 - **latency**: ``subnets`` seeded random subnets of OFA's MobileNetV3 w1.0 space (stage widths
@@ -22,6 +22,12 @@ further part plugs in by adding an entry):
   (``pipeline.bench.precision_fronts.compare_precision_fronts``, ``front_evaluations`` each):
   how many front architectures differ, the hypervolume of each front in (top-1, INT8 latency), and
   the lowest INT8 latency each front reaches at each accuracy.
+- **gpu** (asked for by name, not a default part): the latency part's subnets exported as fp32 and
+  converted to fp16 (``pipeline.quantize.convert_fp16``), both timed on every GPU provider this
+  node's ONNX Runtime has (``GPU_PROVIDERS``: CUDA, TensorRT), wall clock with inputs and outputs
+  bound to the device, batch ``gpu_batch``. Reported: the fp16/fp32 ratio per subnet and its
+  median and spread per provider and resolution. A node without a GPU provider is refused with
+  one line before any part runs (``check_parts``).
 
 ``run_deploy_bench`` writes ``OUT/deploy_<part>.csv`` per part and ``OUT/bench_deploy.json``
 (settings, host, summaries) atomically, and prints the tables.
@@ -49,8 +55,10 @@ from pipeline.config import HardwareProfile, load_config
 from pipeline.data import load_splits_from_config
 from pipeline.data.augment import eval_transform
 from pipeline.deploy_bundle import BundleInputs, build_bundle, read_card
+from pipeline.errors import ConfigError, ProfileError
 from pipeline.evaluate.latency import measure_onnx
-from pipeline.quantize import quantize_int8
+from pipeline.onnx_runtime import provider_name
+from pipeline.quantize import convert_fp16, quantize_int8
 from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.builder import build_supernet
 from pipeline.supernet.checkpoint import load_supernet
@@ -76,6 +84,7 @@ class DeployBenchSettings:
     accuracy_calibration_images: int = 64
     demo_run: str = "runs/demo"
     front_evaluations: int = 40  # per search of the fronts part
+    gpu_batch: int = 1  # images per timed run of the gpu part
     seed: int = 0
 
 
@@ -125,6 +134,64 @@ def latency_part(settings: DeployBenchSettings, work: Path) -> pd.DataFrame:
             print(f"latency {resolution}px subnet {index + 1}/{len(archs)}: {row['macs_m']:.0f} MMACs, fp32 "
                   f"{row['fp32_ms']:.2f} ms, INT8 {row['int8_ms']:.2f} ms, ratio {row['int8_ratio']:.3f}", flush=True)
     return pd.DataFrame(rows)
+
+
+#: the GPU providers the gpu part times fp16 against fp32 on, those this node has
+GPU_PROVIDERS = ("cuda", "tensorrt")
+GPU_REFUSAL = ("the gpu part needs ONNX Runtime's CUDAExecutionProvider or TensorrtExecutionProvider, which this "
+               "node lacks (install onnxruntime-gpu on a node with a GPU)")
+
+
+def gpu_providers(available: Sequence[str] | None = None) -> list[str]:
+    """The short names of ``GPU_PROVIDERS`` whose ONNX Runtime provider this node has."""
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    return [short for short in GPU_PROVIDERS if provider_name(short) in available]
+
+
+def gpu_profile(settings: DeployBenchSettings, provider: str) -> HardwareProfile:
+    """Wall-clock timing on ``provider`` (device-bound inputs and outputs: ``measure_onnx``)."""
+    return HardwareProfile(name=f"{provider}_bench", provider=provider, batch_size=settings.gpu_batch,
+                           warmup=max(settings.warmup, 10), repeats=settings.repeats,
+                           max_repeats=settings.max_repeats, target_rse=settings.target_rse)
+
+
+def precision_rows(net, archs: Sequence[dict], providers: Sequence[str], work: Path,
+                   settings: DeployBenchSettings) -> list[dict[str, Any]]:
+    """fp32 and fp16 median latency of each arch on each provider, one row per (provider, arch)."""
+    rows = []
+    for index, arch in enumerate(archs):
+        resolution = int(arch["resolution"])
+        fp32 = export_onnx(net.extract(arch).eval(), work / f"s{index}_r{resolution}.fp32.onnx", resolution,
+                           batch_size=settings.gpu_batch)
+        fp16 = convert_fp16(fp32, work / f"s{index}_r{resolution}.fp16.onnx")
+        for provider in providers:
+            profile = gpu_profile(settings, provider)
+            fp32_ms = measure_onnx(fp32, profile, resolution, seed=settings.seed).median_ms
+            fp16_ms = measure_onnx(fp16, profile, resolution, seed=settings.seed).median_ms
+            rows.append({"provider": provider, "subnet": index, "resolution": resolution,
+                         "arch_id": net.space.arch_id(arch), "fp32_ms": fp32_ms, "fp16_ms": fp16_ms,
+                         "fp16_ratio": fp16_ms / fp32_ms})
+            print(f"gpu {provider} {resolution}px subnet {index + 1}/{len(archs)}: fp32 {fp32_ms:.3f} ms, "
+                  f"fp16 {fp16_ms:.3f} ms, ratio {fp16_ms / fp32_ms:.3f}", flush=True)
+    return rows
+
+
+def gpu_part(settings: DeployBenchSettings, work: Path) -> pd.DataFrame:
+    """fp16/fp32 latency of the latency part's OFA w1.0 subnets on this node's GPU providers."""
+    providers = gpu_providers()
+    if not providers:
+        raise ProfileError(GPU_REFUSAL)
+    net = ofa_w10_supernet(settings.resolutions, settings.seed)
+    rows = []
+    for resolution in settings.resolutions:
+        archs = [dict(arch, resolution=resolution)
+                 for arch in sample_archs(net.space, settings.subnets, settings.seed + resolution)]
+        rows += precision_rows(net, archs, providers, work, settings)
+    return pd.DataFrame(rows)
+
 
 
 def ratio_summary(frame: pd.DataFrame, column: str, by: str) -> pd.DataFrame:
@@ -192,8 +259,19 @@ PART_RUNNERS: dict[str, Callable[[DeployBenchSettings, Path], pd.DataFrame]] = {
     "latency": latency_part,
     "accuracy": accuracy_part,
     "fronts": fronts_part,
+    "gpu": gpu_part,
 }
 DEFAULT_PARTS = ("latency", "accuracy", "fronts")
+
+
+def check_parts(parts: Sequence[str]) -> None:
+    """``ConfigError`` for an unknown or empty part list, ``ProfileError`` for gpu without a GPU
+    provider: before any part runs, so a long run never fails at its last part."""
+    unknown = [part for part in parts if part not in PART_RUNNERS]
+    if unknown or not parts:
+        raise ConfigError(f"--parts: unknown part(s) {unknown}; choose from {', '.join(PART_RUNNERS)}")
+    if "gpu" in parts and not gpu_providers():
+        raise ProfileError(GPU_REFUSAL)
 
 
 def _summaries(part: str, frame: pd.DataFrame) -> dict[str, Any]:
@@ -203,6 +281,10 @@ def _summaries(part: str, frame: pd.DataFrame) -> dict[str, Any]:
         from pipeline.bench.precision_fronts import compare_fronts
 
         return compare_fronts({name: group for name, group in frame.groupby("search")})
+    if part == "gpu" and not frame.empty:
+        return {"fp16_ratio": frame.groupby("provider").apply(
+            lambda rows: ratio_summary(rows, "fp16_ratio", "resolution").to_dict("records"), include_groups=False
+        ).to_dict()}
     if part == "accuracy" and not frame.empty:
         return {"median_drop": float(frame["top1_drop"].median()), "worst_drop": float(frame["top1_drop"].max()),
                 "median_agreement": float(frame["agreement"].median()), "subnets": len(frame)}
@@ -220,6 +302,10 @@ def _print_tables(part: str, frame: pd.DataFrame) -> None:
                   .to_string(index=False, float_format="%.2f"))
             print(f"median drop {frame['top1_drop'].median():+.2f}, worst drop {frame['top1_drop'].max():+.2f} "
                   f"points over {len(frame)} subnets")
+        elif part == "gpu" and not frame.empty:
+            for provider, rows in frame.groupby("provider"):
+                print(f"\nfp16/fp32 latency ratio on {provider} (below 1: fp16 faster)")
+                print(ratio_summary(rows, "fp16_ratio", "resolution").to_string(index=False, float_format="%.3f"))
         elif part != "fronts":  # compare_precision_fronts printed its own tables
             print(f"\n{part}\n{frame.to_string(index=False)}")
 
@@ -227,6 +313,7 @@ def _print_tables(part: str, frame: pd.DataFrame) -> None:
 def run_deploy_bench(out: str | Path, settings: DeployBenchSettings = DeployBenchSettings(),
                      parts: Sequence[str] = DEFAULT_PARTS) -> dict[str, Any]:
     """Run ``parts`` and write their CSV files and ``bench_deploy.json`` into ``out``; returns the JSON."""
+    check_parts(parts)
     out = Path(out)
     work = out / "work"
     summary: dict[str, Any] = {"settings": asdict(settings), "parts": list(parts), "host": socket.gethostname(),
