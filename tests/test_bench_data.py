@@ -43,3 +43,36 @@ def test_summary_reports_growth_per_role_and_path():
     figures = summary(rows)
     assert figures["memory_growth_train_in_memory"] == pytest.approx(7.0)
     assert figures["memory_growth_evaluator_streamed"] == pytest.approx(0.0)
+
+
+def test_gpu_part_rows_compare_fp32_with_bf16_against_the_data_path(tmp_path):
+    """The gpu part's rows, with the CPU standing in for the GPU at a tiny size: both precisions
+    train through the loop's own precision handling, and each ratio is the data rate over it."""
+    from pipeline.bench.data import gpu, summary
+
+    rows = gpu(tmp_path, workers=1, image_size=64, resolution=32, batches=1, train_steps=1, batch=2, device="cpu")
+    assert [row["precision"] for row in rows] == ["fp32", "bf16"]
+    for row in rows:
+        assert row["train_img_s"] > 0 and row["ratio"] == pytest.approx(row["data_img_s"] / row["train_img_s"])
+        assert not row["channels_last"], "channels_last is a CUDA-only choice"
+    figures = summary(rows)
+    assert figures["gpu_bf16_speedup"] == pytest.approx(rows[1]["train_img_s"] / rows[0]["train_img_s"])
+
+
+def test_gpu_part_without_cuda_is_one_line_before_any_part_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this node has CUDA")
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(repo / "jobs" / "bench_data.py"), "--out", str(out), "--parts",
+                             "throughput", "gpu", "--quick"], capture_output=True, text=True, timeout=120, cwd=repo)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        "error: the gpu part needs a CUDA device, which torch does not see on this node"]
+    assert not out.exists()

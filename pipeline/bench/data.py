@@ -1,6 +1,6 @@
 """Streamed-data benchmark (the library side of ``jobs/bench_data.py``).
 
-Three measurements on generated ILSVRC-layout JPEG folders (``build_folder``: a pool of distinct
+Four measurements on generated ILSVRC-layout JPEG folders (``build_folder``: a pool of distinct
 seeded images, ``pipeline.data.synthetic_folder``, copied under new names up to the wanted count,
 so a 40,000-image folder takes a minute to write):
 
@@ -16,6 +16,11 @@ so a 40,000-image folder takes a minute to write):
 - ``scaling``: Ray Data decoding on a simulated cluster (``ray.cluster_utils.Cluster``): a head
   node for the trainer (no CPUs for Ray tasks) and 1 or 2 CPU-only nodes beside it, each with one
   CPU; images per second the trainer's process receives.
+- ``gpu`` (asked for by name; a node without CUDA is refused before any part runs): OFA's w1.0
+  supernet trained at 224 px, batch 64, on one GPU in fp32 and in bf16 with channels_last
+  (``pipeline.supernet.precision.ForwardPrecision``, the training loop's own), side by side in one
+  run, and whether the data path keeps up: the decode-and-augment rate at ``workers`` cores
+  against each training rate, and the loader processes each would need at the per-core rate.
 """
 
 from __future__ import annotations
@@ -125,28 +130,45 @@ def augment_rate(image_size: int, resolution: int, batches: int, batch: int = 64
     return _rate(batches * batch, time.perf_counter() - started)
 
 
-def training_rate(threads: int, resolution: int, steps: int, batch: int = 64, seed: int = 0) -> float:
-    """Images per second OFA's w1.0 supernet (1,000 classes) trains at: a random subnet per step, SGD."""
+def training_rate(threads: int, resolution: int, steps: int, batch: int = 64, seed: int = 0, device: str = "cpu",
+                  precision: str = "fp32") -> float:
+    """Images per second OFA's w1.0 supernet (1,000 classes) trains at: a random subnet per step, SGD,
+    the forward pass under ``precision`` on ``device`` as the training loop runs it (autocast,
+    channels_last on CUDA, the loss in float32, a gradient scaler for fp16)."""
     from pipeline.supernet.builder import build_supernet
     from pipeline.supernet.ofa_format import OFALayout
+    from pipeline.supernet.precision import ForwardPrecision, float_logits
 
+    forward = ForwardPrecision.on(precision, device)
+    synchronize = torch.cuda.synchronize if forward.device_type == "cuda" else (lambda: None)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         layout = OFALayout(1.0, (3, 5, 7), (3, 4, 6), (2, 3, 4), 1000)
-        net = build_supernet(layout.space_options(), 1000, seed=seed).train()
+        net = forward.prepare_model(build_supernet(layout.space_options(), 1000, seed=seed).to(device).train())
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+        scaler = forward.grad_scaler()
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
-        x = torch.randn(batch, 3, resolution, resolution, generator=generator)
-        y = torch.randint(0, 1000, (batch,), generator=generator)
+        x = forward.prepare_batch(torch.randn(batch, 3, resolution, resolution, generator=generator).to(device))
+        y = torch.randint(0, 1000, (batch,), generator=generator).to(device)
         times = []
         for step in range(steps + 1):
             net.set_active(net.space.sample(rng))
+            synchronize()
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x), y).backward()
-            optimizer.step()
+            with forward.autocast():
+                logits = net(x)
+            loss = F.cross_entropy(float_logits(logits), y)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            synchronize()
             if step:  # the first step allocates
                 times.append(time.perf_counter() - started)
         return batch / statistics.median(times)
@@ -154,19 +176,27 @@ def training_rate(threads: int, resolution: int, steps: int, batch: int = 64, se
         torch.set_num_threads(previous)
 
 
-def throughput(work: Path, workers: int, image_size: int, resolution: int, batches: int,
-               train_steps: int) -> list[dict[str, Any]]:
-    """Decode + augment against supernet training, per core and at ``workers`` cores."""
+def data_rates(work: Path, workers: int, image_size: int, resolution: int, batches: int) -> dict[str, float]:
+    """Decode on 1 and ``workers`` cores, augment per core, and decode + augment on 1 and ``workers``
+    cores (per core, the loader's decode and the trainer's augmentation run one after the other)."""
     folder = build_folder(work / "folder_throughput", 64 * (batches + 2) * max(1, workers))
-    rows = []
     one_decode = decode_rate(folder, 1, image_size, batches)
     many_decode = decode_rate(folder, workers, image_size, batches) if workers > 1 else one_decode
     augment = augment_rate(image_size, resolution, max(3, batches // 2))
+    return {"decode_one": one_decode, "decode_many": many_decode, "augment": augment,
+            "data_one": 1.0 / (1.0 / one_decode + 1.0 / augment),
+            "data_many": 1.0 / (1.0 / many_decode + 1.0 / (augment * workers))}
+
+
+def throughput(work: Path, workers: int, image_size: int, resolution: int, batches: int,
+               train_steps: int) -> list[dict[str, Any]]:
+    """Decode + augment against supernet training, per core and at ``workers`` cores."""
+    rates = data_rates(work, workers, image_size, resolution, batches)
+    one_decode, many_decode, augment = rates["decode_one"], rates["decode_many"], rates["augment"]
+    data_one, data_many = rates["data_one"], rates["data_many"]
+    rows = []
     train_one = training_rate(1, resolution, train_steps)
     train_many = training_rate(workers, resolution, train_steps) if workers > 1 else train_one
-    # per core, the loader's decode and the trainer's augmentation run one after the other
-    data_one = 1.0 / (1.0 / one_decode + 1.0 / augment)
-    data_many = 1.0 / (1.0 / many_decode + 1.0 / (augment * workers))
     for cores, decode, data, train in ((1, one_decode, data_one, train_one), (workers, many_decode, data_many,
                                                                                train_many)):
         rows.append({"part": "throughput", "cores": cores, "decode_img_s": decode, "augment_img_s_per_core": augment,
@@ -174,6 +204,30 @@ def throughput(work: Path, workers: int, image_size: int, resolution: int, batch
                      "image_size": image_size, "resolution": resolution})
         print(f"throughput {cores} core(s): decode {decode:.0f} img/s, decode+augment {data:.0f} img/s, "
               f"w1.0 supernet training {train:.1f} img/s at {resolution} px batch 64: ratio {data / train:.1f}",
+              flush=True)
+    return rows
+
+
+GPU_REFUSAL = "the gpu part needs a CUDA device, which torch does not see on this node"
+
+
+def gpu(work: Path, workers: int, image_size: int, resolution: int, batches: int, train_steps: int,
+        batch: int = 64, device: str = "cuda") -> list[dict[str, Any]]:
+    """The w1.0 supernet on one GPU in fp32 and in bf16 (+ channels_last on CUDA), against this
+    node's data path (``device`` is ``cuda`` but for the CPU test of the rows)."""
+    rates = data_rates(work, workers, image_size, resolution, batches)
+    device_name = torch.cuda.get_device_name(0) if device == "cuda" else device
+    rows = []
+    for precision in ("fp32", "bf16"):
+        train = training_rate(torch.get_num_threads(), resolution, train_steps, batch, device=device,
+                              precision=precision)
+        rows.append({"part": "gpu", "precision": precision, "channels_last": precision != "fp32" and device == "cuda",
+                     "train_img_s": train, "data_img_s": rates["data_many"], "cores": workers,
+                     "ratio": rates["data_many"] / train, "workers_needed": train / rates["data_one"],
+                     "device_name": device_name, "resolution": resolution, "batch": batch})
+        print(f"gpu {precision}{' + channels_last' if precision != 'fp32' else ''}: w1.0 supernet {train:.0f} img/s "
+              f"at {resolution} px batch {batch}; data path {rates['data_many']:.0f} img/s on {workers} core(s) "
+              f"(ratio {rates['data_many'] / train:.2f}), about {train / rates['data_one']:.1f} loader cores needed",
               flush=True)
     return rows
 
@@ -211,6 +265,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             out[f"data_to_train_ratio_{row['cores']}_cores"] = row["ratio"]
         if row["part"] == "scaling":
             out[f"ray_data_img_s_{row['extra_nodes']}_nodes"] = row["img_s"]
+        if row["part"] == "gpu":
+            out[f"gpu_train_img_s_{row['precision']}"] = row["train_img_s"]
+            out[f"gpu_data_to_train_ratio_{row['precision']}"] = row["ratio"]
+    if {"gpu_train_img_s_fp32", "gpu_train_img_s_bf16"} <= out.keys():
+        out["gpu_bf16_speedup"] = out["gpu_train_img_s_bf16"] / out["gpu_train_img_s_fp32"]
     return out
 
 
@@ -223,7 +282,10 @@ def run_data_bench(out: Path, parts: list[str], work: Path | None = None, sizes:
     import pandas as pd
 
     from pipeline.atomic import write_text_atomic
+    from pipeline.errors import ConfigError
 
+    if "gpu" in parts and not torch.cuda.is_available():
+        raise ConfigError(GPU_REFUSAL)
     out.mkdir(parents=True, exist_ok=True)
     work = work or out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -234,6 +296,8 @@ def run_data_bench(out: Path, parts: list[str], work: Path | None = None, sizes:
         rows += throughput(work, workers, 256, 224, batches=3 if quick else 12, train_steps=1 if quick else 2)
     if "scaling" in parts:
         rows += scaling(work, (1, 2), 256, batches=3 if quick else 20)
+    if "gpu" in parts:
+        rows += gpu(work, workers, 256, 224, batches=3 if quick else 12, train_steps=2 if quick else 20)
     figures = summary(rows)
     pd.DataFrame(rows).to_csv(out / "bench_data.csv", index=False)
     write_text_atomic(out / "bench_data.json", json.dumps({"summary": figures, "rows": rows}, indent=1, default=str))
