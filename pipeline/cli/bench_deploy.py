@@ -1,5 +1,4 @@
-"""Benchmark deployment: INT8 against fp32 latency and top-1 after quantisation on this CPU; fp16
-against fp32 latency on a GPU (``--parts gpu``).
+"""Benchmark deployment: INT8 against fp32 on this CPU, fp16 against fp32 on a GPU (``--parts gpu``).
 
     python jobs/bench_deploy.py [--out DIR] [--parts latency,accuracy,fronts] [--subnets 20]
                                 [--resolutions 128,224] [--repeats 15] [--max-repeats 60]
