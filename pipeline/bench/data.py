@@ -137,7 +137,7 @@ def training_rate(threads: int, resolution: int, steps: int, batch: int = 64, se
     channels_last on CUDA, the loss in float32, a gradient scaler for fp16)."""
     from pipeline.supernet.builder import build_supernet
     from pipeline.supernet.ofa_format import OFALayout
-    from pipeline.supernet.precision import ForwardPrecision, float_logits
+    from pipeline.supernet.precision import ForwardPrecision, float_logits, optimizer_step, scaled_backward
 
     forward = ForwardPrecision.on(precision, device)
     synchronize = torch.cuda.synchronize if forward.device_type == "cuda" else (lambda: None)
@@ -161,13 +161,8 @@ def training_rate(threads: int, resolution: int, steps: int, batch: int = 64, se
             with forward.autocast():
                 logits = net(x)
             loss = F.cross_entropy(float_logits(logits), y)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            scaled_backward(loss, scaler)
+            optimizer_step(optimizer, scaler)
             synchronize()
             if step:  # the first step allocates
                 times.append(time.perf_counter() - started)

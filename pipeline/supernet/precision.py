@@ -10,7 +10,9 @@
 - ``channels_last``: on CUDA with bf16/fp16 the model and its input batches use the NHWC memory
   format (the tensor-core convolution kernels' own); never on CPU, and never for fp32, whose
   kernels, and so whose numbers, stay as they are;
-- ``float_logits``: the logits cast to float32, on which every loss and softmax is computed.
+- ``float_logits``: the logits cast to float32, on which every loss and softmax is computed;
+- ``scaled_backward`` and ``optimizer_step``: the backward pass and the step, through the fp16
+  gradient scaler when there is one (training, fine-tuning and the data benchmark share them).
 
 fp16 on a CPU is refused with one ``ConfigError`` line: torch's CPU kernels have no native float16
 arithmetic on most processors (measured on an AVX-512 core: a convolution block's training step
@@ -93,3 +95,17 @@ def float_logits(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor 
     if isinstance(output, torch.Tensor):
         return output.float()
     return [logits.float() for logits in output]
+
+
+def scaled_backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    """``loss.backward()``, scaled first when ``scaler`` is set (fp16)."""
+    (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """``optimizer.step()``; with a scaler, unscale, skip the step when a gradient is not finite, update."""
+    if scaler is None:
+        optimizer.step()
+        return
+    scaler.step(optimizer)
+    scaler.update()

@@ -54,7 +54,7 @@ from pipeline.supernet.bn import recalibrate_bn
 from pipeline.supernet.checkpoint import load_supernet
 from pipeline.supernet.costs import count_costs
 from pipeline.supernet.export import export_checked
-from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
+from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits, optimizer_step, scaled_backward
 from pipeline.train.evaluation import count_correct
 from pipeline.train.files import TrainFiles
 from pipeline.train.losses import multi_exit_loss
@@ -123,13 +123,8 @@ def _train_epochs(
                 output = module(x)
             loss = _loss(float_logits(output), y.to(device), train.exit_weights, settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            scaled_backward(loss, scaler)
+            optimizer_step(optimizer, scaler)
             losses.append(loss.item())
         scheduler.step()
         if on_epoch is not None and on_epoch(epoch, float(np.mean(losses)) if losses else math.nan):

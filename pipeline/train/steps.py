@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pipeline.config import TrainConfig
-from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits
+from pipeline.supernet.precision import FP32, ForwardPrecision, float_logits, optimizer_step, scaled_backward
 from pipeline.train.cream import (
     BoardEntry,
     MetaNetwork,
@@ -124,15 +124,11 @@ def _subnet_loss(ctx: StepContext, images: torch.Tensor, labels: torch.Tensor, t
 
 
 def _backward(ctx: StepContext, loss: torch.Tensor) -> None:
-    (loss if ctx.scaler is None else ctx.scaler.scale(loss)).backward()
+    scaled_backward(loss, ctx.scaler)
 
 
 def _optimizer_step(ctx: StepContext) -> None:
-    if ctx.scaler is None:
-        ctx.optimizer.step()
-        return
-    ctx.scaler.step(ctx.optimizer)  # unscales; skips the step when a gradient is not finite
-    ctx.scaler.update()
+    optimizer_step(ctx.optimizer, ctx.scaler)
 
 
 def train_step(ctx: StepContext, archs: list[dict], images: torch.Tensor, labels: torch.Tensor,
