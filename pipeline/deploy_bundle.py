@@ -55,7 +55,7 @@ from pipeline.data.splits import Splits
 from pipeline.errors import ProfileError
 from pipeline.evaluate.latency import LatencyStats, measure_onnx
 from pipeline.onnx_runtime import ort_session
-from pipeline.quantize import PRECISION_SUFFIX, agreement, convert_fp16, onnx_predictions, quantize_int8, top1
+from pipeline.quantize import agreement, convert_fp16, deployed_name, onnx_predictions, quantize_int8, top1
 from pipeline.supernet.export import export_checked
 
 _log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ BUNDLE_KEYS = ("test_top1_fp32", "bundle_dir", "card_path", "timed_on", "eval_sp
 
 def deployed_file(profile: str, precision: str) -> str:
     """The file name inside a bundle of the model an int8 or fp16 profile ``profile`` deploys."""
-    return f"{profile}{PRECISION_SUFFIX[precision]}"
+    return deployed_name(profile, precision)
 
 
 def int8_file(profile: str) -> str:

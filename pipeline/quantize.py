@@ -42,6 +42,11 @@ FP16_PROVIDERS: tuple[str, ...] = ("cuda", "tensorrt")
 PRECISION_SUFFIX = {"int8": ".int8.onnx", "fp16": ".fp16.onnx"}
 
 
+def deployed_name(stem: str, precision: str) -> str:
+    """The file name of the ``precision`` (int8 or fp16) model with ``stem``: ``<stem>.<precision>.onnx``."""
+    return f"{stem}{PRECISION_SUFFIX[precision]}"
+
+
 def _input_batch(model_path: Path) -> int | None:
     """The fixed batch size of the model's input, or None when the batch axis is dynamic."""
     import onnx

@@ -122,14 +122,20 @@ def _latency_row(net, arch: dict, index: int, work: Path, settings: DeployBenchS
             "fp32_cv": fp32_stats.cv, "int8_cv": int8_stats.cv}
 
 
+def ofa_subnets(net, settings: DeployBenchSettings, resolution: int) -> list[dict]:
+    """The ``subnets`` seeded OFA subnets at ``resolution`` that the latency and gpu parts both time."""
+    return [dict(arch, resolution=resolution)
+            for arch in sample_archs(net.space, settings.subnets, settings.seed + resolution)]
+
+
 def latency_part(settings: DeployBenchSettings, work: Path) -> pd.DataFrame:
     """INT8/fp32 latency per OFA w1.0 subnet and resolution, one CPU thread."""
     net = ofa_w10_supernet(settings.resolutions, settings.seed)
     rows = []
     for resolution in settings.resolutions:
-        archs = sample_archs(net.space, settings.subnets, settings.seed + resolution)
+        archs = ofa_subnets(net, settings, resolution)
         for index, arch in enumerate(archs):
-            row = _latency_row(net, dict(arch, resolution=resolution), index, work, settings)
+            row = _latency_row(net, arch, index, work, settings)
             rows.append(row)
             print(f"latency {resolution}px subnet {index + 1}/{len(archs)}: {row['macs_m']:.0f} MMACs, fp32 "
                   f"{row['fp32_ms']:.2f} ms, INT8 {row['int8_ms']:.2f} ms, ratio {row['int8_ratio']:.3f}", flush=True)
@@ -187,11 +193,8 @@ def gpu_part(settings: DeployBenchSettings, work: Path) -> pd.DataFrame:
     net = ofa_w10_supernet(settings.resolutions, settings.seed)
     rows = []
     for resolution in settings.resolutions:
-        archs = [dict(arch, resolution=resolution)
-                 for arch in sample_archs(net.space, settings.subnets, settings.seed + resolution)]
-        rows += precision_rows(net, archs, providers, work, settings)
+        rows += precision_rows(net, ofa_subnets(net, settings, resolution), providers, work, settings)
     return pd.DataFrame(rows)
-
 
 
 def ratio_summary(frame: pd.DataFrame, column: str, by: str) -> pd.DataFrame:
@@ -282,9 +285,8 @@ def _summaries(part: str, frame: pd.DataFrame) -> dict[str, Any]:
 
         return compare_fronts({name: group for name, group in frame.groupby("search")})
     if part == "gpu" and not frame.empty:
-        return {"fp16_ratio": frame.groupby("provider").apply(
-            lambda rows: ratio_summary(rows, "fp16_ratio", "resolution").to_dict("records"), include_groups=False
-        ).to_dict()}
+        return {"fp16_ratio": {provider: ratio_summary(rows, "fp16_ratio", "resolution").to_dict("records")
+                               for provider, rows in frame.groupby("provider")}}
     if part == "accuracy" and not frame.empty:
         return {"median_drop": float(frame["top1_drop"].median()), "worst_drop": float(frame["top1_drop"].max()),
                 "median_agreement": float(frame["agreement"].median()), "subnets": len(frame)}

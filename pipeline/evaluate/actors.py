@@ -7,13 +7,13 @@
   the extracted subnet), and ``supernet_round``: the adaptation round of the weights it used.
   For every ``int8`` hardware profile it also reports ``top1@<profile>``: the recalibrated subnet
   extracted (the architecture's own exit), quantised and run with ONNX Runtime on the same
-  validation images (``int8.quantized_top1``; cached per architecture, profile and round).
+  validation images (``int8.deployed_top1``; cached per architecture, profile and round).
 - ``LatencyWorker`` measures one hardware profile. Latency depends only on the architecture, not
   on the weights, so it builds a supernet of the space (no checkpoint needed: it can run while
   training runs), exports the extracted subnet to ONNX once per ``(arch_id, resolution, batch)``
   into a shared cache folder (``export_onnx`` writes atomically), and times it
   with ONNX Runtime under the profile's settings (``latency.measure_onnx``). An ``int8`` profile
-  times that file quantised (``int8.int8_latency_model``, cached per ``(arch_id, resolution,
+  times that file quantised (``int8.latency_model``, cached per ``(arch_id, resolution,
   batch, profile)``), calibrated on the seeded training images: only those are loaded, and the
   weights stay random, since INT8 latency does not depend on weight values either.
 - ``NoOpWorker`` returns what it is given; the dispatch-overhead benchmark uses it.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import socket
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,11 @@ class AccuracyWorker:
         metrics[SUPERNET_ROUND] = float(self.supernet_round)  # which weights this accuracy belongs to
         return {"metrics": metrics, "checkpoint_loads": self.loads, **_where()}
 
+    def _int8_calibration_at(self, resolution: int, count: int) -> np.ndarray:
+        """The first ``count`` INT8 calibration images at ``resolution`` (loaded when an int8 profile exists)."""
+        assert self.int8_calibration is not None, "no int8 profile: no calibration images were drawn"
+        return self.int8_calibration.at(resolution, count)
+
     def quantized_accuracies(self, arch: Architecture) -> dict[str, float]:
         """``top1@<profile>`` for every int8 and fp16 profile: the just-recalibrated subnet, quantised
         or converted and run with ONNX Runtime on the validation images (``int8.deployed_top1``)."""
@@ -169,7 +175,7 @@ class AccuracyWorker:
             return {}
         from pipeline.evaluate.int8 import deployed_top1, trained_model_key
         from pipeline.evaluate.objectives import quantized_top1_metric
-        from pipeline.quantize import PRECISION_SUFFIX
+        from pipeline.quantize import deployed_name
 
         assert self.net is not None
         arch = self.net.space.validate(arch)
@@ -183,13 +189,10 @@ class AccuracyWorker:
                 key = trained_model_key(arch_id(arch), profile.name, self.supernet_round,
                                         (*self._version, profile.calibration_images if int8 else 0,
                                          self.settings.calibration_seed))
-                calibration = None
-                if int8:
-                    assert self.int8_calibration is not None
-                    calibration = self.int8_calibration.at(resolution, profile.calibration_images)
-                value, _ = deployed_top1(subnet, folder / f"{key}{PRECISION_SUFFIX[profile.precision]}",
-                                         profile.precision, calibration, self.scorer.val_batches(resolution),
-                                         resolution, self.num_classes, self.settings.threads_per_evaluator)
+                value, _ = deployed_top1(subnet, folder / deployed_name(key, profile.precision), profile.precision,
+                                         partial(self._int8_calibration_at, resolution, profile.calibration_images),
+                                         self.scorer.val_batches(resolution), resolution, self.num_classes,
+                                         self.settings.threads_per_evaluator)
                 metrics[quantized_top1_metric(profile.name)] = value
         return metrics
 
@@ -245,16 +248,12 @@ class LatencyWorker:
             export_onnx(self.net.extract(arch).eval(), path, resolution, batch_size=batch)  # atomic
         if self.profile.precision == "fp32":
             return path, resolution, cached
-        from pipeline.evaluate.int8 import fp16_latency_model, int8_latency_model
-        from pipeline.quantize import PRECISION_SUFFIX
+        from pipeline.evaluate.int8 import latency_model
+        from pipeline.quantize import deployed_name
 
-        deployed = self.cache_dir / (f"{arch_id(arch)}_r{resolution}_b{batch}_{self.profile.name}"
-                                     f"{PRECISION_SUFFIX[self.profile.precision]}")
-        if self.profile.precision == "fp16":
-            deployed, cached = fp16_latency_model(path, deployed)
-        else:
-            deployed, cached = int8_latency_model(path, deployed, self.calibration(resolution), resolution, batch,
-                                                  self.num_classes)
+        deployed = self.cache_dir / deployed_name(f"{path.stem}_{self.profile.name}", self.profile.precision)
+        deployed, cached = latency_model(path, deployed, self.profile.precision, partial(self.calibration, resolution),
+                                         resolution, batch, self.num_classes)
         return deployed, resolution, cached
 
     def reference(self) -> SpeedReference | None:

@@ -8,12 +8,13 @@ are calibrated on ``profile.calibration_images`` training images drawn with
 images, and a smaller count is a prefix of a larger one), at the architecture's resolution, with
 the evaluation transform and the data set's normalisation (``CalibrationImages``).
 
-- ``int8_latency_model``: what the latency actor times. The fp32 file it already exports (random
-  weights: latency does not depend on weight values) quantised, checked (``check_int8_model``:
-  it loads, has QuantizeLinear / DequantizeLinear nodes, runs and gives finite outputs of the
-  right shape) and cached in the shared ONNX cache, written atomically and reused when present.
-- ``fp16_latency_model``: what a fp16 profile's latency actor times: the exported file converted to
-  float16 weights and operators (``pipeline.quantize.convert_fp16``), cached beside it.
+- ``build_deployed_model``: the one rule for the model a profile deploys: int8 quantised and
+  checked (``check_int8_model``: it loads, has QuantizeLinear / DequantizeLinear nodes, runs and
+  gives finite outputs of the right shape), fp16 converted to float16 weights and operators
+  (``pipeline.quantize.convert_fp16``); written atomically, never a bad file.
+- ``latency_model``: what the latency actor times. The fp32 file it already exports (random
+  weights: latency does not depend on weight values) built into the deployed model, cached in the
+  shared ONNX cache and reused when present.
 - ``deployed_top1``: what the accuracy actor reports as ``top1@<profile>``. The BN-recalibrated
   extracted subnet exported with a free batch axis, quantised on the same images (int8) and checked,
   or converted (fp16), cached
@@ -27,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from torch import nn
 
 from pipeline.config import DataConfig
 from pipeline.errors import ProfileError
-from pipeline.quantize import onnx_predictions, quantize_int8, top1
+from pipeline.quantize import convert_fp16, onnx_predictions, quantize_int8, top1
 
 #: the ONNX operators a QDQ model must contain
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -103,12 +104,23 @@ def _quantize_checked(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
     return int8_path
 
 
-def int8_latency_model(fp32_path: Path, int8_path: Path, calibration: np.ndarray, resolution: int, batch: int,
-                       num_classes: int) -> tuple[Path, bool]:
-    """The cached INT8 model of ``fp32_path`` (static batch ``batch``), quantised if missing; (path, cached)."""
-    if int8_path.is_file():
-        return int8_path, True
-    return _quantize_checked(fp32_path, int8_path, calibration, resolution, batch, num_classes), False
+def build_deployed_model(fp32_path: Path, model_path: Path, precision: str, calibration: Callable[[], np.ndarray],
+                         resolution: int, check_batch: int, num_classes: int) -> Path:
+    """``fp32_path`` as a ``precision`` profile deploys it, written to ``model_path``: int8 quantised
+    on ``calibration()`` (called only for int8) and checked; fp16 converted."""
+    if precision == "int8":
+        return _quantize_checked(fp32_path, model_path, calibration(), resolution, check_batch, num_classes)
+    if precision == "fp16":
+        return convert_fp16(fp32_path, model_path)
+    raise ProfileError(f"no deployed model for precision {precision!r}")
+
+
+def latency_model(fp32_path: Path, model_path: Path, precision: str, calibration: Callable[[], np.ndarray],
+                  resolution: int, batch: int, num_classes: int) -> tuple[Path, bool]:
+    """The cached deployed model of ``fp32_path`` (static batch ``batch``), built if missing; (path, cached)."""
+    if model_path.is_file():
+        return model_path, True
+    return build_deployed_model(fp32_path, model_path, precision, calibration, resolution, batch, num_classes), False
 
 
 def trained_model_key(arch_key: str, profile: str, supernet_round: int, signature: Sequence[object]) -> str:
@@ -118,20 +130,10 @@ def trained_model_key(arch_key: str, profile: str, supernet_round: int, signatur
     return f"{arch_key}_{profile}_round{supernet_round}_{digest}"
 
 
-def fp16_latency_model(fp32_path: Path, fp16_path: Path) -> tuple[Path, bool]:
-    """The cached fp16 model of ``fp32_path`` (``pipeline.quantize.convert_fp16``); (path, cached)."""
-    from pipeline.quantize import convert_fp16
-
-    if fp16_path.is_file():
-        return fp16_path, True
-    return convert_fp16(fp32_path, fp16_path), False
-
-
-def deployed_top1(subnet: nn.Module, model_path: Path, precision: str, calibration: np.ndarray | None,
+def deployed_top1(subnet: nn.Module, model_path: Path, precision: str, calibration: Callable[[], np.ndarray],
                   val_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], resolution: int, num_classes: int,
                   threads: int = 1) -> tuple[float, bool]:
-    """Top-1 (percent) of ``subnet`` as a ``precision`` profile deploys it (int8: quantised on
-    ``calibration`` and checked; fp16: converted), cached at ``model_path``, run with ONNX Runtime on
+    """Top-1 (percent) of ``subnet`` as a ``precision`` profile deploys it (``build_deployed_model``), cached at ``model_path``, run with ONNX Runtime on
     the CPU provider with ``threads`` threads over the preprocessed validation batches (streamed data
     never holds the whole split); (top-1, whether the cached model was reused).
 
@@ -139,7 +141,6 @@ def deployed_top1(subnet: nn.Module, model_path: Path, precision: str, calibrati
     casts around the operator; the figure is the accuracy of the converted weights, not of a GPU's
     float16 arithmetic."""
     from pipeline.onnx_runtime import ort_session
-    from pipeline.quantize import convert_fp16
     from pipeline.supernet.export import export_onnx
 
     cached = model_path.is_file()
@@ -147,13 +148,7 @@ def deployed_top1(subnet: nn.Module, model_path: Path, precision: str, calibrati
         model_path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=model_path.parent) as scratch:
             fp32 = export_onnx(subnet, Path(scratch) / "fp32.onnx", resolution, batch_size=2, dynamic_batch=True)
-            if precision == "int8":
-                assert calibration is not None
-                _quantize_checked(fp32, model_path, calibration, resolution, 2, num_classes)
-            elif precision == "fp16":
-                convert_fp16(fp32, model_path)
-            else:
-                raise ProfileError(f"no deployed model for precision {precision!r}")
+            build_deployed_model(fp32, model_path, precision, calibration, resolution, 2, num_classes)
     session = ort_session(model_path, "cpu", threads)
     predictions, labels = [], []
     for images, batch_labels in val_batches:
