@@ -174,6 +174,8 @@ BAD = [
     ("unknown precision", ["--set", "evaluate.profiles=[{name: cpu_x, precision: int4}]"], "precision"),
     ("int8 on cuda", ["--set", "evaluate.profiles=[{name: gpu_int8, provider: cuda, precision: int8}]"],
      "int8 needs provider cpu or tensorrt"),
+    ("fp16 on cpu", ["--set", "evaluate.profiles=[{name: cpu_fp16, provider: cpu, precision: fp16}]"],
+     "fp16 needs provider cuda or tensorrt"),
     ("top1 of an fp32 profile", ["--set", 'search.objectives=["top1@local_one_thread:max","params_m:min"]'],
      "top1@local_one_thread"),
 ]
